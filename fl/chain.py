@@ -307,3 +307,23 @@ def token_conservation(protocol: "ProtocolChain", holders: Iterable[str], minted
 
 def network_name() -> str:
     return chain.provider.network_choice
+
+
+def quiet_logging() -> None:
+    """Ape logs every confirmed transaction at INFO; a simulation sends thousands."""
+    from ape.logging import LogLevel, logger
+
+    logger.set_level(LogLevel.WARNING)
+
+
+REPRODUCIBLE_START = 4_000_000_000  # unix seconds (year 2096): later than any real clock
+
+
+def pin_clock() -> bool:
+    """On the embedded chain, start from a fixed timestamp, so block times and deadlines depend
+    only on the transactions sent (the round seed uses prevrandao, which is 0 there), and a
+    seeded run repeats exactly. Returns False where the clock is not pinned (anvil, live nets)."""
+    if chain.provider.name != "test" or chain.pending_timestamp >= REPRODUCIBLE_START:
+        return False
+    chain.pending_timestamp = REPRODUCIBLE_START
+    return True

@@ -38,6 +38,7 @@ def protocol_params(config: SimulationConfig) -> onchain.ProtocolParams:
 def run_simulation(config: SimulationConfig, folder: Path, progress: bool = True, keep_updates: bool = False) -> dict:
     """Run one simulation into `folder` and return its summary (also written to summary.json)."""
     started = time.perf_counter()
+    onchain.quiet_logging()
     data = make_federated_data(load_lending_club(config.data_file), config.clients, config.seed)
     params = protocol_params(config)
     recorder = RunRecorder(
@@ -47,6 +48,7 @@ def run_simulation(config: SimulationConfig, folder: Path, progress: bool = True
 
     initial_hash = hash_state(state_of(init_model(data.num_features, config.seed)))
     deployer = onchain.deployer_account()
+    clock_pinned = onchain.pin_clock()
     protocol = onchain.ProtocolChain.deploy(deployer, params, initial_hash)
     accounts = onchain.development_accounts(config.clients, funder=deployer)
     protocol.enroll(accounts, config.stake, minter=deployer)
@@ -105,6 +107,7 @@ def run_simulation(config: SimulationConfig, folder: Path, progress: bool = True
         "gas_by_call": {k: {"calls": len(v), "mean": sum(v) / len(v), "max": max(v)} for k, v in protocol.gas_by_call.items()},
         "wall_seconds": round(time.perf_counter() - started, 2),
         "network": onchain.network_name(),
+        "clock_pinned": clock_pinned,
     }
     return recorder.finish(summary, stake_required=config.proposer_stake)
 

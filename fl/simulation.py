@@ -28,6 +28,7 @@ from fl.store import StoreError, UpdateStore, hash_state
 from fl.votes import Vote, commitment_for
 
 ZERO_HASH = bytes(32)
+TOKEN_UNITS = 10**18  # the stake token's decimals
 
 
 @dataclass
@@ -190,7 +191,7 @@ class RunState:
 
     global_state: dict
     global_hash: bytes
-    tokens: dict[str, float]
+    tokens: dict[str, int]  # stake in the token's smallest unit, from settlement events
     active: dict[str, bool]
     ever_proposed: set[str] = field(default_factory=set)
     pool_tokens: float = 0.0
@@ -215,7 +216,7 @@ def run_protocol(
     run = RunState(
         global_state=initial,
         global_hash=store.put_state(initial),
-        tokens={c.address: config.stake for c in clients},
+        tokens={c.address: round(config.stake * TOKEN_UNITS) for c in clients},
         active={c.address: True for c in clients},
     )
     by_address = {c.address: c for c in clients}
@@ -274,7 +275,7 @@ def run_protocol(
         settlement = ledger.settle(r, opener)
         adopt_recorded_model(run, settlement.global_model_hash, aggregate, aggregate_hash, store)
         for address, (_, _, slashed, rewarded) in settlement.outcomes.items():
-            run.tokens[address] += (rewarded - slashed) / 1e18
+            run.tokens[address] += rewarded - slashed
         run.pool_tokens = ledger.pool_tokens()
 
         metrics = evaluate(load_state(template, run.global_state), data.test)
@@ -293,6 +294,7 @@ def adopt_recorded_model(run: RunState, recorded: bytes, aggregate, aggregate_ha
         return
     if aggregate is not None and recorded == aggregate_hash:
         run.global_state, run.global_hash = aggregate, aggregate_hash
+        store.put_state(aggregate)  # late joiners and restarted clients fetch the global model here
         return
     # A majority accepted a hash no honest voter computed: adopt it only if it is a valid model.
     try:
@@ -302,9 +304,10 @@ def adopt_recorded_model(run: RunState, recorded: bytes, aggregate, aggregate_ha
         pass
 
 
-def _mean(values) -> float:
-    values = list(values)
-    return float(sum(values) / len(values)) if values else float("nan")
+def _mean(units) -> float:
+    """Mean of stakes given in token units, in whole tokens."""
+    units = list(units)
+    return sum(units) / len(units) / TOKEN_UNITS if units else float("nan")
 
 
 def summarise_round(r, settlement, opening, clients, run: RunState, metrics, gas, started) -> RoundRecord:

@@ -83,11 +83,16 @@ def cli(output, **options):
     Writes a run folder: config.json, metrics.csv, events.jsonl (on-chain events),
     summary.json and PNG plots. Ctrl-C stops after writing the rounds that finished.
     """
+    from fl.data import DataError
+    from fl.recorder import RunFolderExists
     from fl.runner import run_simulation  # imported late so --help is fast
 
     config = config_from_options(options)
     folder = Path(output) if output else Path("runs") / f"simulate-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
-    summary = run_simulation(config, folder, progress=True)
+    try:
+        summary = run_simulation(config, folder, progress=True)
+    except (DataError, RunFolderExists) as exc:
+        raise click.ClickException(str(exc)) from None
     click.echo(json.dumps({k: summary[k] for k in _HEADLINE if k in summary}, indent=2))
     click.echo(f"run folder: {folder}")
 

@@ -1,0 +1,161 @@
+"""A small simulation on the embedded chain, checked against on-chain facts."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from fl import chain as onchain
+from fl.data import load_lending_club, make_federated_data
+from fl.model import init_model, state_of
+from fl.recorder import read_metrics
+from fl.runner import protocol_params, run_simulation
+from fl.simulation import SimulationConfig, make_clients, run_protocol
+from fl.store import UpdateStore, hash_state, serialize
+from fl.votes import Decision, Role
+
+ROOT = Path(__file__).resolve().parents[2]
+APE = str(Path(sys.executable).parent / "ape")
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run") / "sim"
+    config = SimulationConfig(clients=10, rounds=4, malicious_ratio=0.3, proposer_fraction=0.3, seed=3)
+    summary = run_simulation(config, folder, progress=False)
+    return config, folder, summary
+
+
+def test_simulation__global_hash_on_chain_equals_clients_model(small_run):
+    _, folder, summary = small_run
+
+    rows = read_metrics(folder)
+
+    assert summary["rounds_completed"] == 4
+    assert summary["global_model_hash_matches"] is True
+    assert summary["global_model_hash_onchain"] == rows[-1]["global_model_hash"]
+
+
+def test_simulation__tokens_conserved_and_events_match_chain(small_run):
+    config, _, summary = small_run
+
+    totals = summary["token_totals"]
+
+    assert summary["tokens_conserved"] is True
+    assert totals["stakes"] + totals["pool_balance"] + totals["wallets"] == onchain.to_units(config.stake) * config.clients
+    assert summary["event_tokens_match_chain"] is True
+
+
+def test_simulation__run_folder_complete(small_run):
+    _, folder, summary = small_run
+
+    expected = {"config.json", "metrics.csv", "events.jsonl", "summary.json", "accuracy.png", "tokens.png", "decisions.png"}
+
+    assert expected <= {p.name for p in folder.iterdir()}
+    assert len(read_metrics(folder)) == summary["rounds_completed"]
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert sum(e["event"] == "RoundSettled" for e in events) == 4
+
+
+class TamperingLedger:
+    """Passes every call to the chain, but overwrites the first proposal blob of chosen rounds."""
+
+    def __init__(self, protocol, store, rounds_to_tamper, mode):
+        self.protocol, self.store, self.rounds, self.mode = protocol, store, rounds_to_tamper, mode
+
+    def __getattr__(self, name):
+        return getattr(self.protocol, name)
+
+    def propose(self, round_id, proposals):
+        proposals = list(proposals)
+        if round_id in self.rounds and proposals:
+            path = self.store.blob_path(proposals[0][1])
+            if self.mode == "bytes":
+                self.store.fs.pipe(path, b"not the bytes that were hashed")
+            elif self.mode == "missing":
+                self.store.fs.rm(path)
+        return self.protocol.propose(round_id, proposals)
+
+
+@pytest.mark.parametrize("mode", ["bytes", "missing"])
+def test_simulation__bad_blob__voters_reject_and_proposers_slashed(tmp_path, mode):
+    config = SimulationConfig(clients=6, rounds=2, malicious_ratio=0.0, seed=5)
+    data = make_federated_data(load_lending_club(), config.clients, config.seed)
+    deployer = onchain.deployer_account()
+    initial = hash_state(state_of(init_model(data.num_features, config.seed)))
+    protocol = onchain.ProtocolChain.deploy(deployer, protocol_params(config), initial)
+    accounts = onchain.development_accounts(config.clients, funder=deployer)
+    protocol.enroll(accounts, config.stake, minter=deployer)
+    store = UpdateStore(str(tmp_path / "updates"))
+    clients = make_clients(data, [str(a.address) for a in accounts], config)
+    ledger = TamperingLedger(protocol, store, rounds_to_tamper={1}, mode=mode)
+
+    records, _ = run_protocol(config, data, clients, ledger, store, deployer)
+
+    assert [r.decision for r in records] == ["rejected", "accepted"]
+    round_one = protocol.voting.getRound(1)
+    assert Decision(round_one.decision) == Decision.REJECTED
+    slashed = protocol.voting.ParticipantSettled.query("*", start_block=0)
+    proposers = slashed[(slashed["roundId"] == 1) & (slashed["role"] == int(Role.PROPOSER))]
+    expected_stake = onchain.to_units(config.proposer_stake)
+    assert len(proposers) >= 1
+    assert all(int(s) == expected_stake for s in proposers["slashed"])
+    assert protocol.pool_balance() >= expected_stake * len(proposers)
+
+
+def test_simulation__nan_update__rejected(tmp_path):
+    config = SimulationConfig(clients=6, rounds=1, malicious_ratio=0.0, seed=6)
+    data = make_federated_data(load_lending_club(), config.clients, config.seed)
+    deployer = onchain.deployer_account()
+    initial = hash_state(state_of(init_model(data.num_features, config.seed)))
+    protocol = onchain.ProtocolChain.deploy(deployer, protocol_params(config), initial)
+    accounts = onchain.development_accounts(config.clients, funder=deployer)
+    protocol.enroll(accounts, config.stake, minter=deployer)
+    store = UpdateStore(str(tmp_path / "updates"))
+    clients = make_clients(data, [str(a.address) for a in accounts], config)
+
+    class NaNLedger(TamperingLedger):
+        def propose(self, round_id, proposals):
+            proposals = list(proposals)
+            address, _, count = proposals[0]
+            state = {k: torch.full_like(v, float("nan")) for k, v in state_of(init_model(data.num_features, 0)).items()}
+            proposals[0] = (address, self.store.put(serialize(state)), count)
+            return self.protocol.propose(round_id, proposals)
+
+    records, _ = run_protocol(config, data, clients, NaNLedger(protocol, store, set(), ""), store, deployer)
+
+    assert records[0].decision == "rejected"
+    assert records[0].reject_votes == records[0].voters
+
+
+def test_simulate_cli__same_seed_same_results(tmp_path):
+    """Two separate `ape run simulate` processes with one seed write identical metrics."""
+    outputs = []
+    for name in ("a", "b"):
+        folder = tmp_path / name
+        result = subprocess.run(
+            [APE, "run", "simulate", "--clients", "6", "--rounds", "2",
+             "--malicious-ratio", "0.34", "--seed", "11", "--output", str(folder)],
+            cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"},
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        rows = read_metrics(folder)
+        outputs.append([{k: v for k, v in r.items() if k not in ("seconds",)} for r in rows])
+
+    assert outputs[0] == outputs[1]
+
+
+def test_simulate_cli__missing_data_file__one_line_error(tmp_path):
+    result = subprocess.run(
+        [APE, "run", "simulate", "--rounds", "1", "--data-file", str(tmp_path / "nope.csv"),
+         "--output", str(tmp_path / "out")],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )
+
+    assert result.returncode != 0
+    assert "nope.csv" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
