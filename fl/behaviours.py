@@ -15,10 +15,9 @@ harmful local model updates and the second one is to vote dishonestly."
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-
-import math
 
 import numpy as np
 import torch

@@ -94,7 +94,8 @@ class Proposal:
 class ProtocolChain:
     """Deployed StakeRegistry + ProposalPool + VotingRound (+ token) and the clients' accounts."""
 
-    def __init__(self, token, registry, pool, voting, accounts: Iterable[AccountAPI]):
+    def __init__(self, token, registry, pool, voting, accounts: Iterable[AccountAPI], fast: bool = True):
+        self.sender = fast_sender() if fast else None
         self.token = token
         self.registry = registry
         self.pool = pool
@@ -112,6 +113,7 @@ class ProtocolChain:
         params: ProtocolParams,
         initial_model_hash: bytes,
         token=None,
+        fast: bool = True,
     ) -> "ProtocolChain":
         """Deploy the three contracts (and a TestToken unless `token` is given) and wire their roles."""
         token = token or deployer.deploy(project.TestToken)
@@ -122,7 +124,7 @@ class ProtocolChain:
         )
         registry.bind(voting.address, pool.address, sender=deployer)
         pool.bind(voting.address, sender=deployer)
-        return cls(token, registry, pool, voting, [])
+        return cls(token, registry, pool, voting, [], fast=fast)
 
     def enroll(self, clients: Sequence[AccountAPI], stake_tokens: float, minter: AccountAPI) -> None:
         """Mint `stake_tokens` to each client (TestToken only) and stake them from the client's account."""
@@ -151,26 +153,13 @@ class ProtocolChain:
         )
 
     def propose(self, round_id: int, proposals: Iterable[tuple[str, bytes, int]]) -> None:
-        for address, update_hash, sample_count in proposals:
-            self._send(
-                "propose", self.voting.propose, round_id, update_hash, sample_count, sender=self.accounts[address]
-            )
+        self._call_batch("propose", [(a, (round_id, h, n)) for a, h, n in proposals])
 
     def commit(self, round_id: int, commits: Iterable[tuple[str, bytes]]) -> None:
-        for address, commitment in commits:
-            self._send("commitVote", self.voting.commitVote, round_id, commitment, sender=self.accounts[address])
+        self._call_batch("commitVote", [(a, (round_id, c)) for a, c in commits])
 
     def reveal(self, round_id: int, reveals: Iterable[tuple[str, Vote, bytes, bytes]]) -> None:
-        for address, vote, aggregate_hash, salt in reveals:
-            self._send(
-                "revealVote",
-                self.voting.revealVote,
-                round_id,
-                int(vote),
-                aggregate_hash,
-                salt,
-                sender=self.accounts[address],
-            )
+        self._call_batch("revealVote", [(a, (round_id, int(v), h, salt)) for a, v, h, salt in reveals])
 
     def settle(self, round_id: int, caller: AccountAPI) -> Settlement:
         receipt = self._send("settle", self.voting.settle, round_id, sender=caller)
@@ -230,6 +219,32 @@ class ProtocolChain:
         self.total_gas += gas
         self._record(receipt)
         return receipt
+
+    def _call_batch(self, name: str, calls: Sequence[tuple[str, tuple]]) -> None:
+        """Send one VotingRound call per client, each from that client's own account."""
+        if not calls:
+            return
+        method = getattr(self.voting, name)
+        if self.sender is None:
+            for address, args in calls:
+                self._send(name, method, *args, sender=self.accounts[address])
+            return
+        signed = [(self.accounts[a], bytes(method.encode_input(*args)), GAS_LIMITS[name]) for a, args in calls]
+        receipts = self.sender.send(str(self.voting.address), signed)
+        events = list(self.voting.contract_type.events)
+        ecosystem = chain.provider.network.ecosystem
+        for receipt in receipts:
+            self.gas_by_call.setdefault(name, []).append(receipt["gasUsed"])
+            self.total_gas += receipt["gasUsed"]
+            for log in ecosystem.decode_logs(receipt["logs"], *events):
+                self.event_log.append(
+                    {
+                        "block": receipt["blockNumber"],
+                        "tx": receipt["transactionHash"],
+                        "event": log.event_name,
+                        "args": {k: _jsonable(v) for k, v in log.event_arguments.items()},
+                    }
+                )
 
     def drain_events(self) -> list[dict]:
         """The events recorded since the last call (and forget them)."""
@@ -327,3 +342,158 @@ def pin_clock() -> bool:
         return False
     chain.pending_timestamp = REPRODUCIBLE_START
     return True
+
+
+# ---------------------------------------------------------------------- fast transports
+class TransactionFailed(RuntimeError):
+    """A protocol transaction reverted or ran out of gas."""
+
+
+# Gas limits per protocol call: generous bounds over the measured use (docs/GAS.md), so no
+# estimate round trip is needed. A call that needs more fails loudly (status 0), never silently.
+GAS_LIMITS = {"propose": 250_000, "commitVote": 200_000, "revealVote": 250_000}
+
+
+class SignedBatchSender:
+    """Sends many protocol calls, each signed locally with its client's own key.
+
+    Nonces are tracked per account; every receipt's status is checked. `transport` moves the
+    signed bytes: one JSON-RPC batch on a node (anvil or any RPC), or eth-tester in process.
+    """
+
+    def __init__(self, transport, chain_id: int):
+        self.transport = transport
+        self.chain_id = chain_id
+        self._nonces: dict[str, int] = {}
+
+    def send(self, to: str, calls: Sequence[tuple[AccountAPI, bytes, int]]) -> list[dict]:
+        from eth_account import Account
+
+        max_fee = 2 * self.transport.base_fee() + 10**9
+        raws = []
+        for account, data, gas in calls:
+            address = str(account.address)
+            if address not in self._nonces:
+                self._nonces[address] = self.transport.nonce(address)
+            tx = {
+                "type": 2, "chainId": self.chain_id, "nonce": self._nonces[address], "to": to,
+                "value": 0, "data": data, "gas": gas, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": 10**9,
+            }
+            raws.append(Account.sign_transaction(tx, account.private_key).raw_transaction)
+            self._nonces[address] += 1
+        try:
+            receipts = self.transport.send_raw(raws)
+        except Exception:
+            self._nonces.clear()  # resynchronise from the node next time
+            raise
+        failed = [i for i, r in enumerate(receipts) if r["status"] != 1]
+        if failed:
+            self._nonces.clear()
+            i = failed[0]
+            raise TransactionFailed(
+                f"{len(failed)} of {len(calls)} transactions failed; first from {calls[i][0].address}: "
+                f"{self.transport.revert_reason(raws[i], receipts[i])}"
+            )
+        return receipts
+
+    def forget_nonces(self) -> None:
+        self._nonces.clear()
+
+
+class JsonRpcBatchTransport:
+    """A node over HTTP JSON-RPC: one batch of eth_sendRawTransaction, mined as one block."""
+
+    def __init__(self, uri: str):
+        import requests
+
+        self.uri = uri
+        self.session = requests.Session()
+        self._id = 0
+
+    def call(self, method: str, params: list):
+        return self.batch([(method, params)])[0]
+
+    def batch(self, requests_: Sequence[tuple[str, list]]) -> list:
+        payload = []
+        for method, params in requests_:
+            self._id += 1
+            payload.append({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
+        response = self.session.post(self.uri, json=payload, timeout=120)
+        response.raise_for_status()
+        by_id = {item["id"]: item for item in response.json()}
+        results = []
+        for request in payload:
+            item = by_id[request["id"]]
+            if "error" in item:
+                raise TransactionFailed(f"{request['method']}: {item['error'].get('message', item['error'])}")
+            results.append(item.get("result"))
+        return results
+
+    def base_fee(self) -> int:
+        block = self.call("eth_getBlockByNumber", ["latest", False])
+        return int(block.get("baseFeePerGas") or "0x0", 16)
+
+    def nonce(self, address: str) -> int:
+        return int(self.call("eth_getTransactionCount", [address, "pending"]), 16)
+
+    def send_raw(self, raws: Sequence[bytes]) -> list[dict]:
+        self.call("evm_setAutomine", [False])
+        try:
+            hashes = self.batch([("eth_sendRawTransaction", ["0x" + r.hex()]) for r in raws])
+            self.call("evm_mine", [])
+        finally:
+            self.call("evm_setAutomine", [True])
+        receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
+        if any(r is None for r in receipts):
+            raise TransactionFailed("the node mined the batch but returned no receipt for some transactions")
+        return [
+            {"status": int(r["status"], 16), "gasUsed": int(r["gasUsed"], 16), "blockNumber": int(r["blockNumber"], 16),
+             "transactionHash": r["transactionHash"], "logs": r["logs"]}
+            for r in receipts
+        ]
+
+    def revert_reason(self, raw: bytes, receipt: dict) -> str:
+        return f"status 0 in tx {receipt['transactionHash']} (gas used {receipt['gasUsed']})"
+
+
+class EthTesterTransport:
+    """Ape's embedded chain (py-evm via eth-tester), fed signed transactions directly."""
+
+    def __init__(self, tester):
+        self.tester = tester
+
+    def base_fee(self) -> int:
+        return int(self.tester.get_block_by_number("pending").get("base_fee_per_gas") or 0)
+
+    def nonce(self, address: str) -> int:
+        return int(self.tester.get_nonce(address))
+
+    def send_raw(self, raws: Sequence[bytes]) -> list[dict]:
+        receipts = []
+        for raw in raws:
+            tx_hash = self.tester.send_raw_transaction("0x" + raw.hex())
+            r = self.tester.get_transaction_receipt(tx_hash)
+            receipts.append(
+                {"status": int(r["status"]), "gasUsed": int(r["gas_used"]), "blockNumber": int(r["block_number"]),
+                 "transactionHash": tx_hash if isinstance(tx_hash, str) else "0x" + bytes(tx_hash).hex(),
+                 "logs": [
+                     {"address": log["address"], "topics": ["0x" + bytes(t).hex() for t in log["topics"]],
+                      "data": "0x" + bytes(log["data"]).hex()}
+                     for log in r["logs"]
+                 ]}
+            )
+        return receipts
+
+    def revert_reason(self, raw: bytes, receipt: dict) -> str:
+        return f"status 0 in tx {receipt['transactionHash']} (gas used {receipt['gasUsed']})"
+
+
+def fast_sender() -> SignedBatchSender | None:
+    """The signed-batch sender for the connected provider, or None to use Ape's own path."""
+    provider = chain.provider
+    chain_id = int(provider.chain_id)
+    if provider.name == "test" and hasattr(provider, "_ethereum_tester"):
+        return SignedBatchSender(EthTesterTransport(provider._ethereum_tester), chain_id)
+    if provider.name == "foundry":
+        return SignedBatchSender(JsonRpcBatchTransport(provider.uri), chain_id)
+    return None

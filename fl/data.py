@@ -164,7 +164,7 @@ def load_kaggle_csv(path: str) -> pd.DataFrame:
 
 def _to_number(column: pd.Series) -> pd.Series:
     """Numbers as float; "13.56%" -> 13.56; anything unparseable becomes NaN (dropped)."""
-    if column.dtype == object:
+    if not pd.api.types.is_numeric_dtype(column):
         column = column.astype(str).str.strip().str.rstrip("%")
     return pd.to_numeric(column, errors="coerce").astype(np.float64)
 
@@ -250,11 +250,11 @@ def _split_rows(
 
 
 def _fit_encoder(train_features: pd.DataFrame) -> ColumnTransformer:
+    # strings, categories and booleans are one-hot encoded; numbers are scaled
     categorical = [
         c for c in train_features.columns
-        if train_features[c].dtype == object
-        or isinstance(train_features[c].dtype, pd.CategoricalDtype)
-        or train_features[c].dtype == bool
+        if not pd.api.types.is_numeric_dtype(train_features[c])
+        or pd.api.types.is_bool_dtype(train_features[c])
     ]
     numeric = [c for c in train_features.columns if c not in categorical]
     encoder = ColumnTransformer(
