@@ -28,6 +28,7 @@ from fl.store import StoreError, UpdateStore, hash_state
 from fl.votes import Vote, commitment_for
 
 ZERO_HASH = bytes(32)
+TASKS = ("lending", "fmnist", "chestxray")
 TOKEN_UNITS = 10**18  # the stake token's decimals
 
 
@@ -51,6 +52,8 @@ class SimulationConfig:
     attack: str = "both"
     seed: int = 0
     data_file: str | None = None
+    task: str = "lending"  # lending (tabular MLP) | fmnist (non-IID images, CNN) | chestxray
+    dirichlet_alpha: float = 0.5  # label concentration of the non-IID image split (inf = IID)
 
     def validate(self) -> None:
         checks = [
@@ -66,6 +69,8 @@ class SimulationConfig:
             (self.lr > 0, "learning rate must be positive"),
             (self.score in ("accuracy", "balanced_accuracy", "auroc"), "score must be accuracy, balanced_accuracy or auroc"),
             (self.attack in ("proposer", "voter", "both"), "attack must be proposer, voter or both"),
+            (self.task in TASKS, f"task must be one of {', '.join(TASKS)}"),
+            (self.dirichlet_alpha > 0, "dirichlet alpha must be positive"),
         ]
         for ok, message in checks:
             if not ok:
