@@ -13,10 +13,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from fl import chain as onchain
-from fl.data import load_lending_club, make_federated_data
 from fl.model import init_model, state_of
 from fl.recorder import RunRecorder
-from fl.simulation import SimulationConfig, make_clients, run_protocol
+from fl.simulation import SimulationConfig, load_federated_data, make_clients, run_protocol
 from fl.store import UpdateStore, hash_state
 
 
@@ -39,7 +38,7 @@ def run_simulation(config: SimulationConfig, folder: Path, progress: bool = True
     """Run one simulation into `folder` and return its summary (also written to summary.json)."""
     started = time.perf_counter()
     onchain.quiet_logging()
-    data = make_federated_data(load_lending_club(config.data_file), config.clients, config.seed)
+    data = load_federated_data(config)
     params = protocol_params(config)
     recorder = RunRecorder(
         folder,

@@ -7,8 +7,8 @@ rebuilds the FedAvg aggregate, scores it on its private validation split and com
 reveals, its vote; the ledger settles and records the new global model hash.
 
 `run_protocol` drives that loop against a ledger (``fl.chain.ProtocolChain``); nothing here
-imports Ape. `run_fedavg` is the same federated training with no protocol (every aggregate is
-accepted), for the baselines.
+imports Ape. fl.baselines runs the same loop over an accept-everything ledger (plain FedAvg,
+no protocol) and the centralised Oracle, for the paper's baselines.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import torch
 
 from fl.aggregate import fedavg
 from fl.behaviours import Behaviour, assign_malicious, behaviour_for, decide_vote, make_proposal
-from fl.data import ClientData, FederatedData
+from fl.data import ClientData, FederatedData, load_lending_club, make_federated_data
 from fl.model import evaluate, init_model, load_state, score
 from fl.store import StoreError, UpdateStore, hash_state
 from fl.votes import Vote, commitment_for
@@ -126,6 +126,12 @@ class Ledger(Protocol):
     def pool_tokens(self) -> float: ...
 
     total_gas: int
+
+
+def load_federated_data(config: SimulationConfig) -> FederatedData:
+    """The clients' data and the global test set of `config.task` (the protocol and the
+    baselines of fl.baselines load through here, so they train on the same splits)."""
+    return make_federated_data(load_lending_club(config.data_file), config.clients, config.seed)
 
 
 def make_clients(data: FederatedData, addresses: Sequence[str], config: SimulationConfig) -> list[SimClient]:
