@@ -497,3 +497,265 @@ def fast_sender() -> SignedBatchSender | None:
     if provider.name == "foundry":
         return SignedBatchSender(JsonRpcBatchTransport(provider.uri), chain_id)
     return None
+
+
+# ---- attaching to deployed contracts
+# `ape run deploy` records the addresses (fl/deployments.py); `ape run client` attaches to them
+# here, checks that each address holds this project's contract, and acts through one account.
+
+
+class ContractCheckError(RuntimeError):
+    """An address does not hold the protocol contract it should (wrong address, network or build)."""
+
+
+# Ape contract types of the recorded names; the token is any ERC-20 (TestToken's ABI covers it).
+_CONTRACT_TYPES = {"token": "TestToken", "registry": "StakeRegistry", "pool": "ProposalPool", "voting": "VotingRound"}
+
+
+def _metadata_tail(code: bytes) -> bytes:
+    """The CBOR metadata solc appends to runtime code (its last 2 bytes give its length).
+
+    It holds the hash of the compiler's metadata (sources included) and no immutables, so equal
+    tails mean "built from the same sources by the same compiler"."""
+    if len(code) < 2:
+        return b""
+    length = int.from_bytes(code[-2:], "big")
+    return code[-(length + 2):] if length + 2 <= len(code) else b""
+
+
+def check_contract(name: str, address: str, *, exact: bool = True):
+    """The Ape contract instance of recorded contract `name` at `address`, after checking that
+    the chain holds code there and (if `exact`) that it is this project's build of it."""
+    contract_type = getattr(project, _CONTRACT_TYPES[name]).contract_type
+    code = bytes(chain.provider.get_code(address))
+    if not code:
+        raise ContractCheckError(
+            f"no contract at {address} (the recorded {name}) on {chain.provider.network_choice}: wrong network, "
+            "a local node that was restarted (its chain is gone: redeploy with `ape run deploy --force`), "
+            "or a wrong address"
+        )
+    if exact:
+        expected = bytes.fromhex((contract_type.runtime_bytecode.bytecode or "").removeprefix("0x"))
+        if len(code) != len(expected) or _metadata_tail(code) != _metadata_tail(expected):
+            raise ContractCheckError(
+                f"the code at {address} is not this project's {_CONTRACT_TYPES[name]} "
+                f"({len(code)} bytes, expected {len(expected)} with the same metadata hash); "
+                "check the address, or rebuild and redeploy if the contracts changed"
+            )
+    return chain.contracts.instance_at(address, contract_type=contract_type)
+
+
+def attach_protocol(token: str, registry: str, pool: str, voting: str, fast: bool = False) -> "ProtocolChain":
+    """A ProtocolChain over recorded addresses, after checking the code and the wiring between them."""
+    registry_c = check_contract("registry", registry)
+    pool_c = check_contract("pool", pool)
+    voting_c = check_contract("voting", voting)
+    token_c = check_contract("token", token, exact=False)
+    wiring = {
+        "VotingRound.registry()": (str(voting_c.registry()), str(registry_c.address)),
+        "VotingRound.proposalPool()": (str(voting_c.proposalPool()), str(pool_c.address)),
+        "StakeRegistry.votingRound()": (str(registry_c.votingRound()), str(voting_c.address)),
+        "StakeRegistry.token()": (str(registry_c.token()), str(token_c.address)),
+        "ProposalPool.votingRound()": (str(pool_c.votingRound()), str(voting_c.address)),
+    }
+    wrong = [f"{k} is {got}, expected {want}" for k, (got, want) in wiring.items() if got.lower() != want.lower()]
+    if wrong:
+        raise ContractCheckError("the recorded contracts are not wired to each other: " + "; ".join(wrong))
+    return ProtocolChain(token_c, registry_c, pool_c, voting_c, [], fast=fast)
+
+
+def attach_by_voting_round(voting: str, fast: bool = False) -> "ProtocolChain":
+    """Attach knowing only the VotingRound address (the others are read from it)."""
+    voting_c = check_contract("voting", voting)
+    registry = str(voting_c.registry())
+    pool = str(voting_c.proposalPool())
+    token = str(check_contract("registry", registry).token())
+    return attach_protocol(token, registry, pool, voting, fast=fast)
+
+
+def connected_chain_id() -> int:
+    return int(chain.provider.chain_id)
+
+
+def is_local_network() -> bool:
+    return bool(chain.provider.network.is_local)
+
+
+def provider_started_node() -> bool:
+    """True if the provider started its own node (ape-foundry does when none was running): such a
+    chain lives only as long as this process, so other participants cannot share it."""
+    return getattr(chain.provider, "process", None) is not None or chain.provider.name == "test"
+
+
+def head_block_number() -> int:
+    return int(chain.blocks.head.number)
+
+
+def classify_error(exc: BaseException) -> str | None:
+    """"revert" for a call the contract refused, "transient" for a node that is unreachable,
+    slow or restarting (retry later), None for anything else (a bug: let it surface)."""
+    from ape.exceptions import APINotImplementedError, ContractLogicError, ProviderError, ProviderNotConnectedError
+
+    try:
+        import requests
+
+        network_errors: tuple = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+    except ImportError:  # pragma: no cover
+        network_errors = ()
+    if isinstance(exc, ContractLogicError):
+        return "revert"
+    if isinstance(exc, (ConnectionError, TimeoutError, ProviderNotConnectedError, *network_errors)):
+        return "transient"
+    if isinstance(exc, ProviderError) and not isinstance(exc, APINotImplementedError):
+        text = str(exc).lower()
+        if any(s in text for s in ("connection", "timed out", "timeout", "max retries", "missing latest block")):
+            return "transient"
+    return None
+
+
+def revert_summary(exc: BaseException) -> str:
+    """A one-line reason for a revert (the custom error's name and fields where Ape decoded them)."""
+    name = type(exc).__name__
+    message = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{name}({message})" if name not in ("ContractLogicError", "VirtualMachineError") else message or name
+
+
+@dataclass
+class RoundView:
+    """The on-chain record of one round, in plain Python types."""
+
+    round_id: int
+    proposal_deadline: int
+    commit_deadline: int
+    reveal_deadline: int
+    proposer_count: int
+    voter_count: int
+    proposal_count: int
+    commit_count: int
+    reveal_count: int
+    settled: bool
+    decision: Decision
+    global_model_hash: bytes
+
+
+@dataclass
+class ParticipantView:
+    """One client's on-chain record in one round."""
+
+    role: Role
+    acted: bool
+    revealed: bool
+
+
+class ParticipantLedger:
+    """What one participant (`ape run client`) reads and sends; every transaction from its own account."""
+
+    def __init__(self, protocol: "ProtocolChain", account: AccountAPI):
+        self.protocol = protocol
+        self.account = account
+        self.address = str(account.address)
+
+    # ------------------------------------------------------------ reads
+    def current_round_id(self) -> int:
+        return int(self.protocol.voting.currentRoundId())
+
+    def round(self, round_id: int) -> RoundView:
+        r = self.protocol.voting.getRound(round_id)
+        return RoundView(
+            round_id=round_id,
+            proposal_deadline=int(r.proposalDeadline),
+            commit_deadline=int(r.commitDeadline),
+            reveal_deadline=int(r.revealDeadline),
+            proposer_count=int(r.proposerCount),
+            voter_count=int(r.voterCount),
+            proposal_count=int(r.proposalCount),
+            commit_count=int(r.commitCount),
+            reveal_count=int(r.revealCount),
+            settled=bool(r.settled),
+            decision=Decision(int(r.decision)),
+            global_model_hash=bytes(r.globalModelHash),
+        )
+
+    def participant(self, round_id: int, address: str | None = None) -> ParticipantView:
+        p = self.protocol.voting.getParticipant(round_id, address or self.address)
+        return ParticipantView(role=Role(int(p.role)), acted=bool(p.acted), revealed=bool(p.revealed))
+
+    def proposals(self, round_id: int) -> list[Proposal]:
+        return self.protocol.proposals_of(round_id)
+
+    def global_model_hash(self) -> bytes:
+        return self.protocol.global_model_hash()
+
+    def initial_model_hash(self) -> bytes:
+        return bytes(self.protocol.voting.initialModelHash())
+
+    def params(self) -> dict:
+        p = self.protocol.voting.params()
+        return {
+            "proposer_stake": int(p.proposerStake), "voter_stake": int(p.voterStake),
+            "proposal_period": int(p.proposalPeriod), "commit_period": int(p.commitPeriod),
+            "reveal_period": int(p.revealPeriod),
+        }
+
+    def stake(self, address: str | None = None) -> dict:
+        a = address or self.address
+        registry = self.protocol.registry
+        return {
+            "stake": int(registry.stakeOf(a)), "locked": int(registry.lockedOf(a)),
+            "active": bool(registry.isActive(a)), "removed": bool(registry.isRemoved(a)),
+        }
+
+    def active_clients(self) -> list[str]:
+        return [str(a) for a in self.protocol.registry.activeClients()]
+
+    def token_balance(self, address: str | None = None) -> int:
+        return self.protocol.token_balance(address or self.address)
+
+    def settlement_of(self, round_id: int, from_block: int = 0, address: str | None = None):
+        """(won, slashed, rewarded) of `address` in settled round `round_id`, from its events (or None)."""
+        a = (address or self.address).lower()
+        head = head_block_number()
+        event = self.protocol.voting.ParticipantSettled
+        for log in event.range(from_block, head + 1, search_topics={"roundId": round_id}):
+            if str(log.client).lower() == a:
+                return bool(log.won), int(log.slashed), int(log.rewarded)
+        return None
+
+    # ------------------------------------------------------------ actions
+    def _send(self, method, *args) -> str:
+        receipt = method(*args, sender=self.account)
+        return str(receipt.txn_hash)
+
+    def mint(self, amount: int) -> str:
+        return self._send(self.protocol.token.mint, self.address, amount)
+
+    def approve(self, amount: int) -> str:
+        return self._send(self.protocol.token.approve, self.protocol.registry.address, amount)
+
+    def deposit(self, amount: int) -> str:
+        return self._send(self.protocol.registry.deposit, amount)
+
+    def withdraw(self, amount: int) -> str:
+        return self._send(self.protocol.registry.withdraw, amount)
+
+    def open_round(self) -> str:
+        return self._send(self.protocol.voting.openRound)
+
+    def propose(self, round_id: int, update_hash: bytes, sample_count: int) -> str:
+        return self._send(self.protocol.voting.propose, round_id, update_hash, sample_count)
+
+    def commit(self, round_id: int, commitment: bytes) -> str:
+        return self._send(self.protocol.voting.commitVote, round_id, commitment)
+
+    def reveal(self, round_id: int, vote: Vote, aggregate_hash: bytes, salt: bytes) -> str:
+        return self._send(self.protocol.voting.revealVote, round_id, int(vote), aggregate_hash, salt)
+
+    def settle(self, round_id: int) -> str:
+        return self._send(self.protocol.voting.settle, round_id)
+
+
+def unlock_for_signing(account: AccountAPI) -> None:
+    """Let a long-running command sign without a prompt per transaction: a keyfile account
+    (`ape accounts import`) is unlocked once, from $APE_ACCOUNTS_<alias>_PASSPHRASE or a prompt."""
+    if hasattr(account, "set_autosign") and getattr(account, "locked", False):
+        account.set_autosign(True)

@@ -1,0 +1,174 @@
+"""ape run client: one long-running participant of the stake protocol, with its own account and data."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+
+import click
+from ape.cli import ConnectedProviderCommand, account_option
+
+
+@click.command(cls=ConnectedProviderCommand, short_help="Run one participant: stake, propose, vote, settle")
+@account_option()
+@click.option("--data", "data_spec", required=True, metavar="SHARD|CSV",
+              help="Private data: lending:<index>/<count> (a share of the embedded Lending Club sample, "
+                   "optionally lending:<i>/<n>@<kaggle.csv>) or a CSV of encoded features plus a 0/1 target column.")
+@click.option("--store", default="updates", show_default=True, metavar="FOLDER|URL",
+              help="The update store shared by all participants: a folder, or any fsspec URL (s3://bucket/x, memory://...).")
+@click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
+              help="This client's own folder (ballots, journal). Default: .client-state/<network>/<address>.")
+@click.option("--deployments", default=None, type=click.Path(dir_okay=False),
+              help="Addresses file written by `ape run deploy` (default: $STAKEFL_DEPLOYMENTS or ./deployments.json).")
+@click.option("--voting-round", default=None, metavar="ADDRESS",
+              help="Attach to this VotingRound instead of the recorded one (the other contracts are read from it).")
+@click.option("--stake", default=64.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Tokens to stake when joining (never staked twice: skipped if the account has stake).")
+@click.option("--malicious", is_flag=True, help="Act maliciously (see --attack).")
+@click.option("--attack", default="both", show_default=True, type=click.Choice(["both", "proposer", "voter"]),
+              help="With --malicious: poison proposals (wrong labels), vote against the evidence, or both.")
+@click.option("--epsilon", default=0.01, show_default=True, type=click.FloatRange(min=0),
+              help="Accept iff score(aggregate) >= score(global model) - epsilon.")
+@click.option("--score", default="accuracy", show_default=True,
+              type=click.Choice(["accuracy", "balanced_accuracy", "auroc"]), help="Validation score used to vote.")
+@click.option("--local-epochs", default=1, show_default=True, type=click.IntRange(min=1), help="Local epochs per proposal.")
+@click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Adam learning rate of local training.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Seed of the data split (must match the other participants' for lending shards) and of training.")
+@click.option("--poll", "poll_seconds", default=1.0, show_default=True, type=click.FloatRange(min=0.05),
+              help="Seconds between two reads of the chain.")
+@click.option("--turn-seconds", default=2.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds between two clients' turns to open or settle a round (avoids racing).")
+@click.option("--wait-for", default=2, show_default=True, type=click.IntRange(min=2),
+              help="Open the first round only once this many clients have staked.")
+@click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Torch CPU threads (one keeps many clients on one machine from starving each other).")
+@click.option("--until-round", default=None, type=click.IntRange(min=1),
+              help="Exit once this round is settled (default: run until stopped).")
+def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, malicious, attack, epsilon, score,
+        local_epochs, lr, seed, poll_seconds, turn_seconds, wait_for, threads, until_round):
+    """Join the deployment recorded for --network and take part in every round: stake (minting the
+    local test token first), propose when drawn as a proposer, commit and reveal a vote when drawn as
+    a voter, open and settle rounds in turn with the other clients, and adopt each recorded global
+    model from the shared store. Safe to stop and restart: it resumes from the chain and --state.
+    """
+    from fl import chain as onchain
+    from fl import deployments as registry_file
+    from fl.data import DataError
+    from fl.model import init_model, state_of
+    from fl.participant import ClientConfig, ClientState, Participant, load_participant_data
+    from fl.store import UpdateStore, hash_state
+
+    import torch
+
+    torch.set_num_threads(threads)
+    network = onchain.network_name()
+    address = str(account.address)
+    _configure_logging(address)
+    log = logging.getLogger("stakefl.client")
+    onchain.quiet_logging()
+
+    if onchain.provider_started_node():
+        raise click.ClickException(
+            f"no node was running for {network}: the provider started a private one that no other participant "
+            "shares. Start the chain first (or check --network / APE_FOUNDRY_HOST)."
+        )
+    path = deployments or registry_file.default_path()
+    try:
+        record = registry_file.load(path, network)
+    except registry_file.DeploymentError as exc:
+        raise click.ClickException(str(exc)) from None
+    chain_id = onchain.connected_chain_id()
+    if chain_id != record.chain_id:
+        raise click.ClickException(
+            f"wrong network: {path} records chain id {record.chain_id} for {registry_file.network_key(network)}, "
+            f"but the node at {network} reports chain id {chain_id}"
+        )
+    try:
+        if voting_round:
+            protocol = onchain.attach_by_voting_round(voting_round)
+        else:
+            protocol = onchain.attach_protocol(record.token, record.registry, record.pool, record.voting)
+    except onchain.ContractCheckError as exc:
+        raise click.ClickException(str(exc)) from None
+
+    try:
+        data, num_features = load_participant_data(data_spec, seed)
+    except DataError as exc:
+        raise click.ClickException(str(exc)) from None
+    model = record.model or {}
+    if model.get("num_features") not in (None, num_features):
+        raise click.ClickException(
+            f"--data gives {num_features} features, the deployed model takes {model['num_features']}: "
+            "use data encoded like the other participants'"
+        )
+    model_seed = int(model.get("seed", 0))
+    ledger = onchain.ParticipantLedger(protocol, account)
+    if hash_state(state_of(init_model(num_features, model_seed))) != ledger.initial_model_hash():
+        raise click.ClickException(
+            "the initial model rebuilt from the deployment's seed does not match the hash on chain: "
+            "the deployments file does not describe this VotingRound"
+        )
+    if int(account.balance) == 0:
+        raise click.ClickException(f"{address} has no ether on {network} to pay for gas; fund it first")
+
+    folder = Path(state_dir) if state_dir else Path(".client-state") / registry_file.network_key(network).replace(":", "-") / address
+    try:
+        state = ClientState(folder, address, str(protocol.voting.address), chain_id)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    config = ClientConfig(
+        stake=stake, malicious=malicious, attack=attack, epsilon=epsilon, score=score, local_epochs=local_epochs,
+        lr=lr, seed=seed, poll_seconds=poll_seconds, turn_seconds=turn_seconds, wait_for=wait_for,
+        until_round=until_round, mint=onchain.is_local_network() and record.test_token and not voting_round,
+    )
+    onchain.unlock_for_signing(account)
+    participant = Participant(
+        ledger, onchain.classify_error, UpdateStore(store), state, data, num_features, model_seed, config,
+        from_block=record.block,
+    )
+    participant.warm_up()
+    log.info("joining %s on %s as %s%s; data %s (%d train / %d validation rows); store %s; state %s",
+             protocol.voting.address, network, address, " (malicious)" if malicious else "", data_spec,
+             len(data.train), len(data.val), store, folder)
+
+    stopping = []
+    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
+    try:
+        _with_retry(participant.join, onchain.classify_error, log)
+        participant.run(should_stop=lambda: bool(stopping))
+    except KeyboardInterrupt:
+        stopping.append(True)
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+    log.info("stopped%s; stake stays in the registry, state in %s",
+             " on request" if stopping else "", folder)
+
+
+def _with_retry(action, classify, log, attempts: int = 8):
+    from fl.participant import Backoff
+
+    backoff = Backoff()
+    for attempt in range(attempts):
+        try:
+            return action()
+        except Exception as exc:  # noqa: BLE001
+            if classify(exc) != "transient" or attempt == attempts - 1:
+                raise
+            delay = backoff.next()
+            log.warning("node unreachable (%s); retrying in %.1f s", type(exc).__name__, delay)
+            import time
+
+            time.sleep(delay)
+
+
+def _configure_logging(address: str) -> None:
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter(f"%(asctime)s {address[:8]} %(levelname)s %(message)s", "%H:%M:%S"))
+    logger = logging.getLogger("stakefl")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.INFO)
+    logger.propagate = False

@@ -1,0 +1,138 @@
+"""ape run deploy: deploy the protocol to any Ape network and record its addresses for the clients."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import click
+from ape.cli import ConnectedProviderCommand, account_option
+
+from fl.chain import ProtocolParams
+
+DEFAULTS = ProtocolParams()
+
+
+@click.command(cls=ConnectedProviderCommand, short_help="Deploy the contracts and record their addresses")
+@account_option()
+@click.option("--token", default=None, metavar="ADDRESS",
+              help="ERC-20 to stake. Required off local chains; on a local chain a TestToken is deployed if omitted.")
+@click.option("--deployments", default=None, type=click.Path(dir_okay=False),
+              help="Addresses file to write (default: $STAKEFL_DEPLOYMENTS or ./deployments.json).")
+@click.option("--force", is_flag=True, help="Deploy again although this network already has a live deployment.")
+@click.option("--proposer-fraction", default=DEFAULTS.proposer_fraction, show_default=True,
+              type=click.FloatRange(0, 1, min_open=True, max_open=True),
+              help="Share of active clients drawn as proposers each round.")
+@click.option("--max-proposers", default=DEFAULTS.max_proposers, show_default=True, type=click.IntRange(1, 65535),
+              help="Upper bound on proposers per round (bounds gas).")
+@click.option("--max-voters", default=DEFAULTS.max_voters, show_default=True, type=click.IntRange(1, 65535),
+              help="Upper bound on voters per round (bounds gas).")
+@click.option("--proposer-stake", default=DEFAULTS.proposer_stake, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), help="Tokens a proposer locks per round.")
+@click.option("--voter-stake", default=DEFAULTS.voter_stake, show_default=True,
+              type=click.FloatRange(min=0, min_open=True), help="Tokens a voter locks per round.")
+@click.option("--proposer-reward", default=DEFAULTS.proposer_reward, show_default=True,
+              type=click.FloatRange(min=0), help="Reward per proposer of an accepted round, paid from the pool.")
+@click.option("--proposal-period", default=DEFAULTS.proposal_period, show_default=True, type=click.IntRange(min=1),
+              help="Seconds from opening a round to its proposal deadline.")
+@click.option("--commit-period", default=DEFAULTS.commit_period, show_default=True, type=click.IntRange(min=1),
+              help="Seconds from the proposal deadline to the commit deadline.")
+@click.option("--reveal-period", default=DEFAULTS.reveal_period, show_default=True, type=click.IntRange(min=1),
+              help="Seconds from the commit deadline to the reveal deadline.")
+@click.option("--model-seed", default=0, show_default=True, type=int,
+              help="Seed of the initial model (its hash is fixed on chain; clients rebuild it from this seed).")
+@click.option("--features", default=None, type=click.IntRange(min=1),
+              help="Input width of the model. Default: the width of the embedded Lending Club encoding.")
+@click.option("--store", default=None, metavar="FOLDER|URL",
+              help="Also put the initial model in this update store (clients can rebuild it anyway).")
+def cli(account, token, deployments, force, model_seed, features, store, **params):
+    """Deploy StakeRegistry, ProposalPool and VotingRound (and, on local chains only, a TestToken),
+    wire their roles (registry.bind, pool.bind), and record the addresses for this network in the
+    deployments file that `ape run client` reads. Refuses to replace a live deployment unless --force.
+
+    Examples: `ape run deploy --network ethereum:local:foundry --account TEST::0` (anvil running
+    on localhost:8545), `ape run deploy --network ethereum:sepolia:node --account deployer --token 0x...`.
+    """
+    from fl import chain as onchain
+    from fl import deployments as registry_file
+    from fl.data import DataError, load_lending_club, make_federated_data
+    from fl.model import init_model, state_of
+    from fl.store import UpdateStore, hash_state
+
+    path = deployments or registry_file.default_path()
+    network = onchain.network_name()
+    if onchain.provider_started_node():
+        raise click.ClickException(
+            f"{network} is a chain that lives only inside this command (the provider started it), so no client "
+            "could reach it. Start a node first (e.g. `anvil --hardfork cancun`) and deploy to it, or use a "
+            "public network."
+        )
+    chain_id = onchain.connected_chain_id()
+    local = onchain.is_local_network()
+    try:
+        existing = registry_file.read_all(path).get(registry_file.network_key(network))
+    except registry_file.DeploymentError as exc:
+        raise click.ClickException(str(exc)) from None
+    if existing and not force:
+        live = _is_live(onchain, existing, chain_id)
+        if live:
+            raise click.ClickException(
+                f"{path} already records a live deployment on {registry_file.network_key(network)} "
+                f"(VotingRound {existing['voting']}); pass --force to deploy a new one (clients then follow the file)"
+            )
+        click.echo(f"the recorded deployment on {network} is gone from the chain (node restarted?); replacing it")
+
+    if token is None and not local:
+        raise click.ClickException(
+            "--token is required off local chains: the test token lets anyone mint and is never deployed there"
+        )
+    token_contract = None
+    if token is not None:
+        try:
+            token_contract = onchain.check_contract("token", token, exact=False)
+            token_contract.balanceOf(account.address)
+        except Exception as exc:  # noqa: BLE001 - any failure means "not an ERC-20 here"
+            raise click.ClickException(f"--token {token} is not an ERC-20 on {network}: {exc}") from None
+
+    if features is None:
+        try:
+            features = make_federated_data(load_lending_club(), 2, 0).num_features
+        except DataError as exc:
+            raise click.ClickException(str(exc)) from None
+    initial = state_of(init_model(features, model_seed))
+    initial_hash = hash_state(initial)
+    if store:
+        UpdateStore(store).put_state(initial)
+
+    protocol_params = ProtocolParams(**params)
+    onchain.unlock_for_signing(account)
+    first_block = onchain.head_block_number()
+    protocol = onchain.ProtocolChain.deploy(account, protocol_params, initial_hash, token=token_contract, fast=False)
+    record = registry_file.Deployment(
+        chain_id=chain_id,
+        network=network,
+        token=str(protocol.token.address),
+        registry=str(protocol.registry.address),
+        pool=str(protocol.pool.address),
+        voting=str(protocol.voting.address),
+        test_token=token is None,
+        deployer=str(account.address),
+        block=first_block,
+        deployed_at=datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        params={k: getattr(protocol_params, k) for k in protocol_params.__dataclass_fields__},
+        model={"task": "lending", "num_features": features, "seed": model_seed, "initial_hash": "0x" + initial_hash.hex()},
+    )
+    registry_file.save(path, network, record)
+    for name in ("token", "registry", "pool", "voting"):
+        click.echo(f"{name:9s} {getattr(record, name)}")
+    click.echo(f"recorded for {registry_file.network_key(network)} (chain id {chain_id}) in {path}")
+
+
+def _is_live(onchain, entry: dict, chain_id: int) -> bool:
+    """True if the recorded VotingRound still holds code on this chain."""
+    if int(entry.get("chain_id", -1)) != chain_id:
+        return False
+    try:
+        onchain.check_contract("voting", entry["voting"], exact=False)
+    except onchain.ContractCheckError:
+        return False
+    return True
