@@ -16,7 +16,7 @@ harmful local model updates and the second one is to vote dishonestly."
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,16 +88,21 @@ def make_proposal(
     seed: int,
     num_features: int,
     proximal_mu: float = DEFAULT_ATTACK_PROXIMAL_MU,
+    template: torch.nn.Module | None = None,
+    train: Callable[..., dict[str, torch.Tensor]] = train_local,
 ) -> dict[str, torch.Tensor]:
     """A proposer's local update, trained from the current global model.
 
-    Honest: ``train_local`` on the true labels. Malicious: trained on flipped labels
-    with the proximal term ``proximal_mu`` towards ``global_state`` (the attack above).
+    Honest: ``train`` on the true labels. Malicious: trained on flipped labels (for class
+    ids, the task's label attack, see ``fl.tasks.attack_labels``) with the proximal term
+    ``proximal_mu`` towards ``global_state`` (the attack above). ``template`` is the
+    task's model (default: the MLP of ``num_features`` inputs); ``train`` has the
+    signature of ``fl.model.train_local`` (image tasks pass ``fl.tasks.train_images``).
     """
-    model = load_state(init_model(num_features, seed=0), global_state)
+    model = load_state(template if template is not None else init_model(num_features, seed=0), global_state)
     if not behaviour.malicious_proposer:
-        return train_local(model, split, epochs=epochs, lr=lr, seed=seed)
-    return train_local(
+        return train(model, split, epochs=epochs, lr=lr, seed=seed)
+    return train(
         model, split, epochs=epochs, lr=lr, seed=seed,
         flip_labels=True, proximal_to=global_state, proximal_mu=proximal_mu,
     )

@@ -17,6 +17,7 @@ from fl.model import init_model, state_of
 from fl.recorder import RunRecorder
 from fl.simulation import SimulationConfig, load_federated_data, make_clients, run_protocol
 from fl.store import UpdateStore, hash_state
+from fl.tasks import task_of
 
 
 def protocol_params(config: SimulationConfig) -> onchain.ProtocolParams:
@@ -42,10 +43,11 @@ def run_simulation(config: SimulationConfig, folder: Path, progress: bool = True
     params = protocol_params(config)
     recorder = RunRecorder(
         folder,
-        {"simulation": asdict(config), "protocol": asdict(params), "python": platform.python_version()},
+        {"simulation": asdict(config), "voter_score": task_of(config).score_name(config),
+         "protocol": asdict(params), "python": platform.python_version()},
     )
 
-    initial_hash = hash_state(state_of(init_model(data.num_features, config.seed)))
+    initial_hash = hash_state(state_of(task_of(config).make_model(data, config.seed)))
     deployer = onchain.deployer_account()
     clock_pinned = onchain.pin_clock()
     protocol = onchain.ProtocolChain.deploy(deployer, params, initial_hash)

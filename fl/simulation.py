@@ -25,6 +25,7 @@ from fl.behaviours import Behaviour, assign_malicious, behaviour_for, decide_vot
 from fl.data import ClientData, FederatedData, load_lending_club, make_federated_data
 from fl.model import evaluate, init_model, load_state, score
 from fl.store import StoreError, UpdateStore, hash_state
+from fl.tasks import task_of
 from fl.votes import Vote, commitment_for
 
 ZERO_HASH = bytes(32)
@@ -54,6 +55,8 @@ class SimulationConfig:
     data_file: str | None = None
     task: str = "lending"  # lending (tabular MLP) | fmnist (non-IID images, CNN) | chestxray
     dirichlet_alpha: float = 0.5  # label concentration of the non-IID image split (inf = IID)
+    samples_per_client: int = 200  # image tasks: training + validation images per client
+    model: str = "cnn"  # image tasks: cnn | densenet121 (needs torchvision)
 
     def validate(self) -> None:
         checks = [
@@ -71,6 +74,8 @@ class SimulationConfig:
             (self.attack in ("proposer", "voter", "both"), "attack must be proposer, voter or both"),
             (self.task in TASKS, f"task must be one of {', '.join(TASKS)}"),
             (self.dirichlet_alpha > 0, "dirichlet alpha must be positive"),
+            (self.samples_per_client >= 2, "samples per client must be at least 2"),
+            (self.model in ("cnn", "densenet121"), "model must be cnn or densenet121"),
         ]
         for ok, message in checks:
             if not ok:
@@ -131,6 +136,8 @@ class Ledger(Protocol):
 def load_federated_data(config: SimulationConfig) -> FederatedData:
     """The clients' data and the global test set of `config.task` (the protocol and the
     baselines of fl.baselines load through here, so they train on the same splits)."""
+    if config.task != "lending":
+        return task_of(config).load(config)
     return make_federated_data(load_lending_club(config.data_file), config.clients, config.seed)
 
 
@@ -183,15 +190,16 @@ def build_aggregate(store: UpdateStore, proposals, reference: dict) -> tuple[dic
 class ScoreCache:
     """A voter's score of a model on its own validation split, keyed by (model hash, client)."""
 
-    def __init__(self, template, score_name: str):
+    def __init__(self, template, score_name: str, evaluate=evaluate):
         self.template = template
         self.score_name = score_name
+        self.evaluate = evaluate  # the task's evaluation (fl.model.evaluate for lending)
         self._cache: dict[tuple[bytes, int], float] = {}
 
     def get(self, model_hash: bytes, state: dict, client: SimClient) -> float:
         key = (model_hash, client.index)
         if key not in self._cache:
-            metrics = evaluate(load_state(self.template, state), client.data.val)
+            metrics = self.evaluate(load_state(self.template, state), client.data.val)
             self._cache[key] = score(metrics, self.score_name)
         return self._cache[key]
 
@@ -222,7 +230,8 @@ def run_protocol(
     `on_round(record, extra)` is called after every settled round (the recorder writes files
     there, so an interrupted run keeps every finished round).
     """
-    template = init_model(data.num_features, config.seed)
+    task = task_of(config)
+    template = task.make_model(data, config.seed)
     initial = {k: v.detach().clone() for k, v in template.state_dict().items()}
     run = RunState(
         global_state=initial,
@@ -233,7 +242,7 @@ def run_protocol(
     by_address = {c.address: c for c in clients}
     salts = random.Random(derived_seed(config.seed, 7))
     aggregates = AggregateCache(store)
-    scores = ScoreCache(template, config.score)
+    scores = ScoreCache(template, task.score_name(config), task.evaluate)
     records: list[RoundRecord] = []
 
     for _ in range(config.rounds):
@@ -261,6 +270,8 @@ def run_protocol(
                 lr=config.lr,
                 seed=derived_seed(config.seed, r, client.index),
                 num_features=data.num_features,
+                template=template,
+                train=task.train,
             )
             proposals.append((address, store.put_state(update), len(client.data.train.y)))
         ledger.propose(r, proposals)
@@ -289,7 +300,7 @@ def run_protocol(
             run.tokens[address] += rewarded - slashed
         run.pool_tokens = ledger.pool_tokens()
 
-        metrics = evaluate(load_state(template, run.global_state), data.test)
+        metrics = task.evaluate(load_state(template, run.global_state), data.test)
         record = summarise_round(
             r, settlement, opening, clients, run, metrics, ledger.total_gas - gas_before, started
         )
