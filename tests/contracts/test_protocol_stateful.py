@@ -1,0 +1,537 @@
+"""Hypothesis stateful test: many random rounds against a plain Python model of the protocol.
+
+Clients join, deposit and withdraw (also locked stake, which must revert), rounds open, proposers
+propose or stay silent, voters commit honestly, dishonestly or not at all, reveal or not, the clock
+moves, and anyone settles (also too early, which must revert). After every step the contracts are
+compared with the model (stakes, locked stakes, membership, the active set and its order, wallets,
+the pool, the round record, decisions) and every invariant of DESIGN.md is checked.
+
+Cost: `STATEFUL_EXAMPLES` (default 12) examples of `STATEFUL_STEPS` (default 25) steps. CI runs
+without the shrink phase; set `STATEFUL_SHRINK=1` to shrink a failure locally, e.g.
+    STATEFUL_EXAMPLES=200 STATEFUL_STEPS=40 STATEFUL_SHRINK=1 ape test tests/contracts/test_protocol_stateful.py
+
+Ape traps (see TOOLCHAIN.md): the chain is snapshotted in `__init__` and restored in `teardown`
+(hypothesis calls it even when an example fails), no assertion runs inside `chain.isolate()`, and
+the contracts come in as class attributes set by the test function.
+"""
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+import ape
+from eth_abi import encode
+from eth_utils import keccak
+from hypothesis import HealthCheck, Phase, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
+
+from protocol_model import (
+    DEFAULT_PARAMS,
+    INITIAL_MODEL,
+    TOKEN,
+    Decision,
+    Role,
+    RoundState,
+    Vote,
+    commitment_of,
+    selection_sizes,
+    settle_outcome,
+)
+
+EXAMPLES = int(os.environ.get("STATEFUL_EXAMPLES", "12"))
+STEPS = int(os.environ.get("STATEFUL_STEPS", "25"))
+SHRINK = os.environ.get("STATEFUL_SHRINK", "0") == "1"
+
+N_CLIENTS = 8  # clients in the machine (accounts 3..10)
+N_PRESTAKED = 5  # of which these start with 64 tokens staked; the others join through `deposit`
+WALLET = 400 * TOKEN  # minted to every client before the run
+OTHER_HASH = b"\xee" * 32  # an aggregate no honest voter computes
+TX = {"gas": 3_000_000}  # explicit gas: no estimate per transaction (reverts still raise)
+SEEN = Counter()  # what the run exercised; printed at the end (see it with `-s`)
+
+
+def event(what):
+    SEEN[what] += 1
+
+
+def expect_revert(error, **fields):
+    """`ape.reverts(error, **fields)`, counted in SEEN."""
+    event(f"revert {getattr(error, '__name__', error)}")
+    return ape.reverts(error, **fields)
+
+
+def draw(seed, active, k, v):
+    """The partial Fisher-Yates draw of VotingRound.openRound: (proposers, voters) in draw order."""
+    clients, n, picks = list(active), len(active), []
+    for i in range(k + v):
+        j = i + int.from_bytes(keccak(encode(["bytes32", "uint256"], [seed, i])), "big") % (n - i)
+        clients[i], clients[j] = clients[j], clients[i]
+        picks.append(clients[i])
+    return picks[:k], picks[k:]
+
+
+@dataclass
+class ModelRound:
+    """The model's record of one round."""
+
+    round_id: int
+    seed: bytes
+    deadlines: tuple  # (proposal, commit, reveal)
+    proposers: list  # selected, in draw order
+    voters: list
+    proposals: dict = field(default_factory=dict)  # proposer -> (update hash, samples), submission order
+    poisoned: set = field(default_factory=set)  # proposers that sent a poisoned update
+    commits: dict = field(default_factory=dict)  # voter -> (vote, aggregate hash, salt)
+    reveals: dict = field(default_factory=dict)  # voter -> (vote, aggregate hash), reveal order
+    settled: bool = False
+    decision: int = Decision.NONE
+
+    def state_at(self, timestamp):
+        if self.settled:
+            return RoundState.SETTLED
+        for deadline, state in zip(self.deadlines, (RoundState.PROPOSING, RoundState.COMMITTING,
+                                                    RoundState.REVEALING)):
+            if timestamp < deadline:
+                return state
+        return RoundState.SETTLEABLE
+
+    def honest_aggregate(self):
+        """What every honest voter computes: a hash over the proposals in submission order."""
+        return keccak(b"".join(h for h, _ in self.proposals.values()))
+
+
+class ProtocolMachine(RuleBasedStateMachine):
+    # set by the test function
+    token = registry = pool = voting = lens = None
+    clients = []  # Ape accounts
+    prestaked = []
+    base_supply = 0  # tokens minted before the run (held by no client of the machine)
+
+    def __init__(self):
+        super().__init__()
+        self.snapshot = ape.chain.snapshot()
+        p = DEFAULT_PARAMS
+        self.p = p
+        self.addrs = [c.address for c in self.clients]
+        self.by_addr = {c.address: c for c in self.clients}
+        self.minted = self.base_supply + N_CLIENTS * WALLET
+        self.wallet = {a: WALLET for a in self.addrs}
+        self.stake = {a: 0 for a in self.addrs}
+        self.locked = {a: 0 for a in self.addrs}
+        self.active = []  # registry order (swap-and-pop on removal)
+        self.registered, self.removed = set(), set()
+        for a in self.prestaked:
+            self.wallet[a] -= 64 * TOKEN
+            self.stake[a] = 64 * TOKEN
+            self.active.append(a)
+            self.registered.add(a)
+        self.pool_balance = 0
+        self.model = INITIAL_MODEL
+        self.rounds = {}  # round id -> ModelRound
+        self.current = 0
+        self.seen_states = {}  # round id -> last observed state (only moves forward)
+
+    def teardown(self):
+        ape.chain.restore(self.snapshot)
+
+    # ---------------------------------------------------------------- helpers
+    def live(self):
+        return self.rounds.get(self.current)
+
+    def next_state(self):
+        """The phase the next transaction runs in (blocks are one second apart, see the test)."""
+        r = self.live()
+        return r.state_at(ape.chain.pending_timestamp) if r else RoundState.NONE
+
+    def remove(self, a):
+        i = self.active.index(a)
+        self.active[i] = self.active[-1]
+        self.active.pop()
+        self.removed.add(a)
+
+    # ---------------------------------------------------------------- client funds
+    @rule(c=st.integers(0, N_CLIENTS - 1),
+          op=st.sampled_from(["deposit 1", "deposit 3", "deposit 8", "deposit 64",
+                              "withdraw part", "withdraw all-free", "withdraw beyond-free", "withdraw zero"]))
+    def funds(self, c, op):
+        """A client deposits (joins on its first deposit) or withdraws; locked stake never leaves."""
+        verb, arg = op.split()
+        if verb == "deposit":
+            self.deposit(c, int(arg))
+        else:
+            self.withdraw(c, arg)
+
+    def deposit(self, c, tokens):
+        a, amount = self.addrs[c], tokens * TOKEN
+        if a in self.removed:
+            with expect_revert(self.registry.StakeClientRemoved, client=a):
+                self.registry.deposit(amount, sender=self.clients[c], **TX)
+            return
+        self.registry.deposit(amount, sender=self.clients[c], **TX)
+        if a not in self.registered:
+            self.registered.add(a)
+            self.active.append(a)
+        self.stake[a] += amount
+        self.wallet[a] -= amount
+
+    def withdraw(self, c, mode):
+        a = self.addrs[c]
+        free = self.stake[a] - self.locked[a]
+        amount = {"part": free // 3, "all-free": free, "beyond-free": free + 1 + self.locked[a] // 2,
+                  "zero": 0}[mode]
+        if amount == 0:
+            with expect_revert(self.registry.StakeZeroAmount):
+                self.registry.withdraw(0, sender=self.clients[c], **TX)
+        elif amount > free:  # includes every attempt on locked stake
+            event("withdraw: beyond free stake" + (" (locked stake)" if self.locked[a] else ""))
+            with expect_revert(self.registry.StakeInsufficientFree, client=a, free=free, requested=amount):
+                self.registry.withdraw(amount, sender=self.clients[c], **TX)
+        else:
+            self.registry.withdraw(amount, sender=self.clients[c], **TX)
+            self.stake[a] -= amount
+            self.wallet[a] += amount
+
+    # ---------------------------------------------------------------- the round
+    def unsettled(self):
+        r = self.live()
+        return r is not None and not r.settled
+
+    @precondition(lambda self: self.unsettled())
+    @rule(c=st.integers(0, N_CLIENTS - 1))
+    def open_round_early(self, c):
+        with expect_revert(self.voting.RoundPreviousNotSettled, roundId=self.current):
+            self.voting.openRound(sender=self.clients[c], **TX)
+
+    @precondition(lambda self: not self.unsettled())
+    @rule(c=st.integers(0, N_CLIENTS - 1))
+    def open_round(self, c):
+        sender = self.clients[c]
+        n = len(self.active)
+        if n < 2:
+            with expect_revert(self.voting.RoundNotEnoughClients, active=n, required=2):
+                self.voting.openRound(sender=sender, **TX)
+            return
+        tx = self.voting.openRound(sender=sender, **TX)
+        round_id = self.current + 1
+        info = self.voting.getRound(round_id)
+        k, v = selection_sizes(n, self.p)
+        drawn_p, drawn_v = draw(info.seed, self.active, k, v)
+        proposers, voters, removed = [], [], []
+        for a, role in [(a, Role.PROPOSER) for a in drawn_p] + [(a, Role.VOTER) for a in drawn_v]:
+            required = self.p["proposerStake"] if role == Role.PROPOSER else self.p["voterStake"]
+            free = self.stake[a] - self.locked[a]
+            if free < required:
+                self.remove(a)
+                removed.append((a, role, free, required))
+                continue
+            self.locked[a] += required
+            (proposers if role == Role.PROPOSER else voters).append(a)
+        assert [(e.client, e.role, e.freeStake, e.requiredStake)
+                for e in tx.decode_logs(self.voting.ParticipantRemoved)] == removed
+        assert [(e.client, e.role) for e in tx.decode_logs(self.voting.ParticipantSelected)] == (
+            [(a, Role.PROPOSER) for a in proposers] + [(a, Role.VOTER) for a in voters])
+        assert self.voting.proposersOf(round_id) == proposers
+        assert self.voting.votersOf(round_id) == voters
+        event(f"open: opened ({len(removed)} removed)")
+        self.current = round_id
+        self.rounds[round_id] = ModelRound(
+            round_id, info.seed, (info.proposalDeadline, info.commitDeadline, info.revealDeadline),
+            proposers, voters)
+        assert info.openedAt + self.p["proposalPeriod"] == info.proposalDeadline
+
+    # each action has a single-client rule (any client, any time: the revert paths) and a batch
+    # rule (every selected client at once, in its phase: whole rounds within a few steps)
+    def act_propose(self, r, a, choice):
+        """Proposer `a` proposes (`choice` "honest" or "poisoned") or stays "silent"."""
+        if choice == "silent":
+            return
+        update = keccak(encode(["uint256", "address", "string"], [r.round_id, a, choice]))
+        samples = 1 + int.from_bytes(update[:2], "big")
+        state = self.next_state()
+        call = lambda: self.voting.propose(r.round_id, update, samples, sender=self.by_addr[a], **TX)  # noqa: E731
+        if state != RoundState.PROPOSING:
+            with expect_revert(self.voting.RoundNotInState, roundId=r.round_id, current=state,
+                               required=RoundState.PROPOSING):
+                call()
+        elif a not in r.proposers:  # voters, removed clients, outsiders
+            with expect_revert(self.voting.RoundNotSelected, roundId=r.round_id, client=a, role=Role.PROPOSER):
+                call()
+        elif a in r.proposals:  # one proposal per proposer
+            with expect_revert(self.voting.RoundAlreadyActed, roundId=r.round_id, client=a):
+                call()
+        else:
+            call()
+            event(f"propose {choice}")
+            r.proposals[a] = (update, samples)
+            if choice == "poisoned":
+                r.poisoned.add(a)
+
+    def act_commit(self, r, a, choice):
+        """Voter `a` commits an "honest", "dishonest" or "other-hash" vote, or stays "silent"."""
+        if choice == "silent":
+            return
+        good = bool(r.proposals) and not r.poisoned  # what an honest voter's validation finds
+        vote, agg = {
+            "honest": (Vote.ACCEPT if good else Vote.REJECT, r.honest_aggregate()),
+            "dishonest": (Vote.REJECT if good else Vote.ACCEPT, r.honest_aggregate()),
+            "other-hash": (Vote.ACCEPT, OTHER_HASH),
+        }[choice]
+        salt = keccak(encode(["uint256", "address", "string"], [r.round_id, a, choice]))
+        commitment = commitment_of(r.round_id, a, vote, agg, salt)
+        state = self.next_state()
+        call = lambda: self.voting.commitVote(r.round_id, commitment, sender=self.by_addr[a], **TX)  # noqa: E731
+        if state != RoundState.COMMITTING:
+            with expect_revert(self.voting.RoundNotInState, roundId=r.round_id, current=state,
+                               required=RoundState.COMMITTING):
+                call()
+        elif a not in r.voters:
+            with expect_revert(self.voting.RoundNotSelected, roundId=r.round_id, client=a, role=Role.VOTER):
+                call()
+        elif a in r.commits:  # one vote per voter
+            with expect_revert(self.voting.RoundAlreadyActed, roundId=r.round_id, client=a):
+                call()
+        else:
+            call()
+            event(f"commit {choice}")
+            r.commits[a] = (vote, agg, salt)
+
+    def act_reveal(self, r, a, choice):
+        """Voter `a` reveals its commitment ("reveal"), a different vote ("tampered"), or stays "silent"."""
+        if choice == "silent":
+            return
+        vote, agg, salt = r.commits.get(a, (Vote.ACCEPT, r.honest_aggregate(), b"\x00" * 32))
+        if choice == "tampered":
+            vote = Vote.REJECT if vote == Vote.ACCEPT else Vote.ACCEPT
+        state = self.next_state()
+        call = lambda: self.voting.revealVote(r.round_id, vote, agg, salt, sender=self.by_addr[a], **TX)  # noqa: E731
+        if state != RoundState.REVEALING:
+            with expect_revert(self.voting.RoundNotInState, roundId=r.round_id, current=state,
+                               required=RoundState.REVEALING):
+                call()
+        elif a not in r.voters:
+            with expect_revert(self.voting.RoundNotSelected, roundId=r.round_id, client=a, role=Role.VOTER):
+                call()
+        elif a not in r.commits:  # no reveal without a commit
+            with expect_revert(self.voting.RoundNotCommitted, roundId=r.round_id, voter=a):
+                call()
+        elif a in r.reveals:
+            with expect_revert(self.voting.RoundAlreadyRevealed, roundId=r.round_id, voter=a):
+                call()
+        elif choice == "tampered":
+            with expect_revert(self.voting.RoundCommitmentMismatch, roundId=r.round_id, voter=a):
+                call()
+        else:
+            call()
+            event("reveal")
+            r.reveals[a] = (vote, agg)
+
+    def pick(self, r, role_list, i):
+        """A client: usually one holding the role, sometimes any client of the machine."""
+        return role_list[i % len(role_list)] if role_list and i % 4 else self.addrs[i % N_CLIENTS]
+
+    def in_phase(self, state):
+        r = self.live()
+        return r is not None and not r.settled and self.next_state() == state
+
+    @precondition(lambda self: self.unsettled())
+    @rule(i=st.integers(0, 2**16),
+          action=st.sampled_from(["propose honest", "propose poisoned", "commit honest", "commit dishonest",
+                                  "commit other-hash", "reveal reveal", "reveal tampered"]))
+    def act_one(self, i, action):
+        """One client (usually one holding the role) acts, whatever the phase: the revert paths."""
+        r, (kind, choice) = self.live(), action.split()
+        if kind == "propose":
+            self.act_propose(r, self.pick(r, r.proposers, i), choice)
+        elif kind == "commit":
+            self.act_commit(r, self.pick(r, r.voters, i), choice)
+        else:
+            self.act_reveal(r, self.pick(r, list(r.commits), i), choice)
+
+    def wait_for(self, state):
+        """Move the clock so that the next transaction runs in `state` of the live round."""
+        r = self.live()
+        deadline = {RoundState.COMMITTING: r.deadlines[0], RoundState.REVEALING: r.deadlines[1],
+                    RoundState.SETTLEABLE: r.deadlines[2]}.get(state, 0)
+        if ape.chain.pending_timestamp < deadline:
+            ape.chain.pending_timestamp = deadline
+
+    @precondition(lambda self: self.in_phase(RoundState.PROPOSING)
+                  and len(self.live().proposals) < len(self.live().proposers))
+    @rule(choices=st.lists(st.sampled_from(["honest", "honest", "poisoned", "silent"]), min_size=N_CLIENTS,
+                           max_size=N_CLIENTS))
+    def propose_all(self, choices):
+        r = self.live()
+        for a, choice in zip([a for a in r.proposers if a not in r.proposals], choices):
+            self.act_propose(r, a, choice)
+
+    @precondition(lambda self: self.next_state() in (RoundState.PROPOSING, RoundState.COMMITTING)
+                  and len(self.live().commits) < len(self.live().voters))
+    @rule(choices=st.lists(st.sampled_from(["honest", "honest", "dishonest", "other-hash", "silent"]),
+                           min_size=N_CLIENTS, max_size=N_CLIENTS))
+    def commit_all(self, choices):
+        """Wait for the commit phase if need be, then every voter commits or stays silent."""
+        self.wait_for(RoundState.COMMITTING)
+        r = self.live()
+        for a, choice in zip([a for a in r.voters if a not in r.commits], choices):
+            self.act_commit(r, a, choice)
+
+    @precondition(lambda self: self.next_state() in (RoundState.COMMITTING, RoundState.REVEALING)
+                  and len(self.live().reveals) < len(self.live().commits))
+    @rule(choices=st.lists(st.sampled_from(["reveal", "reveal", "reveal", "tampered", "silent"]),
+                           min_size=N_CLIENTS, max_size=N_CLIENTS))
+    def reveal_all(self, choices):
+        """Wait for the reveal phase if need be, then every committed voter reveals or stays silent."""
+        self.wait_for(RoundState.REVEALING)
+        r = self.live()
+        for a, choice in zip([a for a in r.commits if a not in r.reveals], choices):
+            self.act_reveal(r, a, choice)
+
+    @rule(to=st.sampled_from(["next-deadline", "next-deadline", "seconds"]), seconds=st.integers(1, 150))
+    def advance_time(self, to, seconds):
+        now = ape.chain.pending_timestamp
+        r = self.live()
+        target = now + seconds
+        if to == "next-deadline" and r and not r.settled:
+            later = [d for d in r.deadlines if d > now]
+            if later:
+                target = later[0]
+        ape.chain.pending_timestamp = target
+
+    @rule(c=st.integers(0, N_CLIENTS - 1), which=st.sampled_from(["wait"] * 4 + ["now", "next"]))
+    def settle(self, c, which):
+        """Settle the live round, after waiting for its reveal deadline ("wait") or right away
+        ("now": reverts unless the deadline passed), or settle a round that was never opened."""
+        r = self.live()
+        if which == "wait" and self.unsettled():
+            self.wait_for(RoundState.SETTLEABLE)
+        round_id = self.current + (1 if which == "next" or r is None else 0)
+        state = self.next_state() if round_id == self.current else RoundState.NONE
+        sender = self.clients[c]
+        if state != RoundState.SETTLEABLE:  # nothing settles before its deadline, nor twice
+            event(f"settle: reverted in {RoundState(state).name}")
+            with expect_revert(self.voting.RoundNotInState, roundId=round_id, current=state,
+                             required=RoundState.SETTLEABLE):
+                self.voting.settle(round_id, sender=sender, **TX)
+            return
+        expected = settle_outcome(self.p, r.proposers, r.voters, set(r.proposals), r.reveals,
+                                  self.pool_balance, self.model)
+        tx = self.voting.settle(round_id, sender=sender, **TX)
+        [done] = tx.decode_logs(self.voting.RoundSettled)
+        assert (done.decision, done.globalModelHash, done.revealedVotes) == (
+            expected.decision, expected.model, len(r.reveals))
+        settled = {e.client: (e.won, e.slashed, e.rewarded) for e in tx.decode_logs(self.voting.ParticipantSettled)}
+        assert settled == {a: (a not in expected.slashed, expected.slashed.get(a, 0), expected.rewarded.get(a, 0))
+                           for a in r.proposers + r.voters}
+        for a in r.proposers + r.voters:
+            slashed = expected.slashed.get(a, 0)
+            assert slashed <= self.locked[a]  # no slash beyond the locked stake
+            self.stake[a] += expected.rewarded.get(a, 0) - slashed
+        for a in r.proposers:
+            self.locked[a] -= self.p["proposerStake"]
+        for a in r.voters:
+            self.locked[a] -= self.p["voterStake"]
+        self.pool_balance += expected.swept - expected.pool_release
+        event(f"settle: {Decision(expected.decision).name}, {len(r.reveals)}/{len(r.voters)} revealed")
+        self.model = expected.model
+        r.settled, r.decision = True, expected.decision
+
+    @precondition(lambda self: self.removed)
+    @rule(pick=st.integers(0, 2**16))
+    def removed_client_acts(self, pick):
+        """A removed client can never stake or take part again."""
+        gone = sorted(self.removed)
+        a = gone[pick % len(gone)]
+        with expect_revert(self.registry.StakeClientRemoved, client=a):
+            self.registry.deposit(TOKEN, sender=self.by_addr[a], **TX)
+        r = self.live()
+        if r and self.next_state() == RoundState.PROPOSING:
+            with expect_revert(self.voting.RoundNotSelected, roundId=r.round_id, client=a, role=Role.PROPOSER):
+                self.voting.propose(r.round_id, b"\x33" * 32, 1, sender=self.by_addr[a], **TX)
+
+    # the rules that move a round forward are registered twice, so whole rounds happen often
+    open_round_again = open_round
+    propose_all_again = propose_all
+    commit_all_again = commit_all
+    reveal_all_again = reveal_all
+    settle_again = settle
+
+    # ---------------------------------------------------------------- invariants
+    @invariant()
+    def contracts_match_model(self):
+        """One lens read per step; then the model comparison and every DESIGN.md invariant."""
+        v = self.lens.read(self.voting, self.addrs)
+        self.check_clients(v)
+        self.check_tokens(v)
+        self.check_round(v)
+
+    def check_clients(self, v):
+        for a, c in zip(self.addrs, v.clients):
+            assert (c.stake, c.locked, c.wallet) == (self.stake[a], self.locked[a], self.wallet[a]), a
+            assert c.removed == (a in self.removed), a
+            assert c.active == (a in self.active), a
+            assert c.locked <= c.stake  # a slash never reaches beyond the locked stake
+        assert v.active == self.active  # membership and the registry's order (it feeds the draw)
+        assert self.removed.isdisjoint(self.active)  # a removed client never comes back
+
+    def check_tokens(self, v):
+        assert v.poolBalance == self.pool_balance
+        assert v.totalStaked == sum(self.stake.values())
+        assert v.registryBalance == v.totalStaked + v.unassigned
+        held = v.registryBalance + v.poolBalance + sum(c.wallet for c in v.clients) + self.base_supply
+        assert held == self.minted == v.totalSupply  # token conservation
+        r = self.live()
+        if r is None or r.settled:
+            assert v.unassigned == 0  # settlement leaves nothing unassigned
+            assert all(c.locked == 0 for c in v.clients)  # and nothing locked
+
+    def check_round(self, v):
+        assert v.currentRoundId == self.current
+        assert v.globalModelHash == self.model
+        r = self.live()
+        if r is None:
+            assert v.state == RoundState.NONE
+            return
+        assert v.state == r.state_at(v.timestamp)
+        assert v.state >= self.seen_states.get(r.round_id, RoundState.NONE)  # only moves forward
+        self.seen_states[r.round_id] = v.state
+        info = v.round
+        assert info.seed == r.seed
+        assert (info.proposalDeadline, info.commitDeadline, info.revealDeadline) == r.deadlines
+        assert (info.proposerCount, info.voterCount) == (len(r.proposers), len(r.voters))
+        assert info.proposalCount == len(r.proposals)  # one proposal per proposer
+        assert info.commitCount == len(r.commits)  # one vote per voter
+        assert info.revealCount == len(r.reveals)  # no reveal without a commit
+        assert info.settled == r.settled and info.decision == r.decision
+        proposals = list(zip(v.proposalSubmitters, v.proposalHashes, v.proposalSamples))
+        assert proposals == [(a, h, s) for a, (h, s) in r.proposals.items()]
+
+
+def test_protocol_matches_model(chain, project, owner, token, accounts):
+    """Drive random rounds through fresh contracts and compare them to the model after every step."""
+    clients = [accounts[i] for i in range(3, 3 + N_CLIENTS)]
+    registry = project.StakeRegistry.deploy(token, sender=owner)
+    pool = project.ProposalPool.deploy(token, registry, sender=owner)
+    voting = project.VotingRound.deploy(registry, pool, DEFAULT_PARAMS, INITIAL_MODEL, sender=owner)
+    registry.bind(voting, pool, sender=owner)
+    pool.bind(voting, sender=owner)
+    lens = project.ProtocolLens.deploy(sender=owner)
+    ProtocolMachine.base_supply = token.totalSupply()
+    for c in clients:
+        token.mint(c, WALLET, sender=c)
+        token.approve(registry, 2**256 - 1, sender=c)
+    for c in clients[:N_PRESTAKED]:
+        registry.deposit(64 * TOKEN, sender=c)
+    # Run ahead of the wall clock, so every block is exactly one second after its parent and
+    # the model knows the phase the next transaction runs in.
+    chain.pending_timestamp = chain.pending_timestamp + 10_000_000
+
+    ProtocolMachine.token, ProtocolMachine.registry, ProtocolMachine.pool = token, registry, pool
+    ProtocolMachine.voting, ProtocolMachine.clients, ProtocolMachine.lens = voting, clients, lens
+    ProtocolMachine.prestaked = [c.address for c in clients[:N_PRESTAKED]]
+    phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target] + ([Phase.shrink] if SHRINK else [])
+    run_state_machine_as_test(
+        ProtocolMachine,
+        settings=settings(max_examples=EXAMPLES, stateful_step_count=STEPS, deadline=None, phases=phases,
+                          suppress_health_check=list(HealthCheck), database=None, print_blob=True),
+    )
+    print("\nstateful run exercised:", dict(sorted(SEEN.items())))
