@@ -1,0 +1,184 @@
+"""ape run experiment: the paper's sweep (Oracle, FedAvg with/without attackers, the protocol) and its report."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+
+
+def _load_simulate():
+    """scripts/simulate.py as a module (not `import scripts.simulate`: `ape run` executes each
+    script itself, and a second import under the same name makes runpy warn)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_stakefl_simulate", Path(__file__).with_name("simulate.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_simulate = _load_simulate()
+config_from_options = _simulate.config_from_options
+
+
+def sweep_options(command):
+    """simulate's options, less --malicious-ratio (the sweep takes --ratios)."""
+    holder = _simulate.simulation_options(lambda **kwargs: None)
+    for param in holder.__click_params__:
+        if param.name != "malicious_ratio":
+            command.__click_params__ = getattr(command, "__click_params__", []) + [param]
+    return command
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise click.BadParameter("expected at least one number")
+    return values
+
+
+@click.group()
+def cli():
+    """Reproduce the paper's experiments: `sweep` records the runs, `report` turns them into
+    docs/RESULTS.md, its tables and figures."""
+
+
+@cli.command(short_help="Run the sweep of methods x malicious ratios x seeds (resumable)")
+@sweep_options
+@click.option("--results", default="results/lending", show_default=True, type=click.Path(file_okay=False),
+              help="Folder of the sweep's run folders (<method>/ratio-<r>/seed-<s>).")
+@click.option("--ratios", default="0.1,0.2,0.3,0.4", show_default=True, help="Malicious ratios, comma-separated.")
+@click.option("--seeds", "num_seeds", default=5, show_default=True, type=click.IntRange(min=1),
+              help="Number of seeds per configuration (seeds --seed .. --seed + N - 1).")
+@click.option("--methods", default="oracle,fedavg-clean,fedavg-attack,protocol", show_default=True,
+              help="Methods to run, comma-separated.")
+@click.option("--survival-stakes", default="4,8,16", show_default=True,
+              help="Proposer stakes (slash sizes) for the survival runs; empty for none.")
+@click.option("--survival-ratio", default=0.3, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Malicious ratio of the survival runs.")
+@click.option("--voter-ratio", default=0.3, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Malicious ratio of the malicious-voter runs (0: none).")
+@click.option("--extra-seeds", default=None, type=click.IntRange(min=0),
+              help="Seeds for the survival and voter runs (default: all seeds).")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Protocol runs (ape run simulate processes) at a time.")
+@click.option("--network", default=None, help="Ape network for the protocol runs (default: the embedded chain).")
+@click.pass_context
+def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ratio, voter_ratio, extra_seeds,
+          jobs, network, **options):
+    """Run every (method, malicious ratio, seed) of the paper's comparison into --results, plus the
+    survival runs (other proposer stakes) and the malicious-voter runs. Baselines run in this
+    process; each protocol run is one `ape run simulate` process on a fresh chain.
+
+    Unless --attack is given, malicious clients only poison proposals (the paper's Sec. 5.2.2
+    setting); the voter runs use --attack voter. Runs whose folder holds a finished summary.json
+    are skipped, so the same command resumes an interrupted sweep.
+    """
+    import torch
+    from tqdm import tqdm
+
+    from fl.experiment import is_done, plan_sweep, run_one, update_sweep_log
+
+    if ctx.get_parameter_source("attack") == ParameterSource.DEFAULT:
+        options["attack"] = "proposer"
+    base = config_from_options(options)
+    seeds = list(range(base.seed, base.seed + num_seeds))
+    extra = seeds if extra_seeds is None else seeds[:extra_seeds]
+    try:
+        specs = plan_sweep(
+            base, _floats(ratios), seeds, [m.strip() for m in methods.split(",") if m.strip()],
+            _floats(survival_stakes) if survival_stakes.strip() else [], survival_ratio, voter_ratio, extra,
+        )
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    results = Path(results)
+    results.mkdir(parents=True, exist_ok=True)
+    todo = [s for s in specs if not is_done(s.folder(results))]
+    click.echo(f"{len(specs)} runs planned, {len(specs) - len(todo)} already done, {len(todo)} to run -> {results}")
+    simulate_params = {p.opts[0].lstrip("-") for p in _simulate.cli.params if p.opts}
+
+    session = {
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "command": "ape run experiment " + " ".join(sys.argv[sys.argv.index("experiment") + 1:])
+        if "experiment" in sys.argv else " ".join(sys.argv),
+        "planned": len(specs), "already_done": len(specs) - len(todo), "made": 0, "failed": [],
+    }
+    started = time.perf_counter()
+    failures = []
+
+    def save_session():
+        session["wall_seconds"] = round(time.perf_counter() - started, 1)
+        session["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        update_sweep_log(results, session)
+
+    bar = tqdm(total=len(todo), desc="runs", unit="run", dynamic_ncols=True)
+
+    def done(spec, summary=None, error=None):
+        label = f"{spec.method} r={spec.ratio:g} s={spec.seed}"
+        if error is not None:
+            failures.append(label)
+            session["failed"].append(label)
+            tqdm.write(f"FAILED {label}: {error}")
+        else:
+            session["made"] += 1
+            auroc = summary.get("final_test_auroc")
+            tqdm.write(f"done {label}: auroc={auroc if auroc is None else round(auroc, 3)} "
+                       f"in {summary.get('wall_seconds')} s")
+        bar.update(1)
+        bar.set_postfix(last=label)
+        save_session()
+
+    torch.set_num_threads(1)  # tiny models: one thread is several times faster on a shared machine
+    # Protocol runs (each its own `ape run simulate` process, the slow part) go to `jobs` workers;
+    # the baselines run meanwhile in one worker thread of this process. Both in plan order (seed by
+    # seed), so a sweep cut short has whole seeds.
+    pool = ThreadPoolExecutor(max_workers=jobs)
+    baseline_pool = ThreadPoolExecutor(max_workers=1)
+    try:
+        futures = {pool.submit(run_one, s, results, network, simulate_params): s for s in todo if s.is_protocol}
+        futures |= {baseline_pool.submit(run_one, s, results): s for s in todo if not s.is_protocol}
+        for future in as_completed(futures):
+            spec = futures[future]
+            try:
+                done(spec, future.result())
+            except Exception as exc:  # noqa: BLE001 - record it, go on with the other runs
+                done(spec, error=exc)
+    except KeyboardInterrupt:
+        session["interrupted"] = True
+        click.echo("\ninterrupted: finished runs are kept; run the same command to resume")
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+        baseline_pool.shutdown(wait=False, cancel_futures=True)
+        bar.close()
+        save_session()
+    if failures:
+        raise click.ClickException(f"{len(failures)} runs failed: {', '.join(failures)}; rerun to retry them")
+    click.echo(f"sweep done in {time.perf_counter() - started:.0f} s -> {results}")
+
+
+@cli.command(short_help="Write docs/RESULTS.md, its tables and figures from recorded runs")
+@click.option("--results", "results", multiple=True, default=["results/lending"], show_default=True,
+              type=click.Path(exists=True, file_okay=False),
+              help="Sweep folder(s) to read (repeat for several tasks); runs are grouped by their task.")
+@click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for RESULTS.md; figures go to <out>/figures.")
+def report(results, out):
+    """Read every run folder under --results (experiment.json, metrics.csv, summary.json,
+    onchain.json) and write <out>/RESULTS.md with the tables inline and the figures as PNG files in
+    <out>/figures, plus the tables as CSV. Nothing is drawn by hand: rerun after any sweep."""
+    from fl.report import write_report
+
+    path = write_report([Path(r) for r in results], Path(out))
+    click.echo(f"wrote {path}")

@@ -1,0 +1,134 @@
+"""The reproduction sweep at a tiny size through the real commands, then the report built from it.
+
+`ape run experiment sweep` (baselines in process, protocol runs as `ape run simulate` on the
+embedded chain) and `ape run experiment report`, checked on the files and the tables they write.
+"""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+APE = str(Path(sys.executable).parent / "ape")
+RATIOS = (0.1, 0.3)
+METHODS = ("oracle", "fedavg-clean", "fedavg-attack", "protocol")
+
+
+def _ape(*args, timeout=600):
+    return subprocess.run([APE, "run", "experiment", *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory):
+    results = tmp_path_factory.mktemp("results") / "lending"
+    args = ["sweep", "--results", str(results), "--clients", "10", "--rounds", "2", "--seeds", "1",
+            "--ratios", ",".join(map(str, RATIOS)), "--survival-stakes", "8,16", "--voter-ratio", "0.3",
+            "--jobs", "4"]
+    completed = _ape(*args)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return results, args, completed
+
+
+@pytest.fixture(scope="module")
+def report(sweep, tmp_path_factory):
+    results, _, _ = sweep
+    out = tmp_path_factory.mktemp("docs")
+    completed = _ape("report", "--results", str(results), "--out", str(out))
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    return out
+
+
+def test_sweep__writes_one_finished_folder_per_run(sweep):
+    results, _, _ = sweep
+
+    expected = {f"oracle/ratio-0/seed-0", "fedavg-clean/ratio-0/seed-0", "protocol-pstake16/ratio-0.3/seed-0",
+                "protocol-voters/ratio-0.3/seed-0"}
+    expected |= {f"{m}/ratio-{r:g}/seed-0" for m in ("fedavg-attack", "protocol") for r in RATIOS}
+    actual = {p.parent.relative_to(results).as_posix() for p in results.rglob("summary.json")}
+
+    assert actual == expected
+    for name in expected:
+        folder = results / name
+        assert {"config.json", "metrics.csv", "summary.json", "experiment.json"} <= {p.name for p in folder.iterdir()}
+        assert json.loads((folder / "summary.json").read_text())["rounds_completed"] == 2
+
+
+def test_sweep__protocol_runs_condensed_and_chain_checks_pass(sweep):
+    results, _, _ = sweep
+
+    for folder in results.glob("protocol*/ratio-*/seed-0"):
+        summary = json.loads((folder / "summary.json").read_text())
+        onchain = json.loads((folder / "onchain.json").read_text())
+        experiment = json.loads((folder / "experiment.json").read_text())
+
+        assert summary["tokens_conserved"] is True and summary["global_model_hash_matches"] is True
+        assert [r["round"] for r in onchain["rounds"]] == [1, 2]
+        assert all(r["gas"] > 0 and r["calldata_bytes"] > 0 and r["event_bytes"] > 0 for r in onchain["rounds"])
+        assert onchain["update_bytes"] > 0
+        assert not (folder / "updates").exists() and not (folder / "events.jsonl").exists()
+        assert "ape run simulate" in experiment["command"] and "--attack" in experiment["command"]
+    voters = json.loads((results / "protocol-voters/ratio-0.3/seed-0/experiment.json").read_text())
+    assert voters["config"]["attack"] == "voter"
+
+
+def test_sweep__baselines_differ_only_by_attackers(sweep):
+    results, _, _ = sweep
+
+    clean = json.loads((results / "fedavg-clean/ratio-0/seed-0/experiment.json").read_text())["config"]
+    attack = json.loads((results / "fedavg-attack/ratio-0.3/seed-0/experiment.json").read_text())["config"]
+    with open(results / "fedavg-attack/ratio-0.3/seed-0/metrics.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+
+    assert {k for k in clean if clean[k] != attack[k]} == {"malicious_ratio"}
+    assert all(r["decision"] == "accepted" for r in rows)
+    assert [int(r["proposers"]) for r in rows] == [2, 2]  # floor(10 * 0.2), as the contract draws
+
+
+def test_sweep__rerun_skips_finished_runs(sweep):
+    results, args, _ = sweep
+
+    completed = _ape(*args)
+    sessions = json.loads((results / "sweep.json").read_text())["sessions"]
+
+    assert completed.returncode == 0
+    assert "0 to run" in completed.stdout
+    assert sessions[-1]["made"] == 0 and sessions[0]["made"] == 8
+
+
+def test_report__writes_results_figures_and_tables(report):
+    out = report
+
+    text = (out / "RESULTS.md").read_text()
+    figures = {p.name for p in (out / "figures").iterdir()}
+
+    expected_figures = {f"lending-{n}.png" for n in ("learning-auroc", "learning-accuracy", "proposer-tokens",
+                                                       "decisions", "survival", "voters", "cost")}
+    assert expected_figures | {"tables.csv"} <= figures
+    for name in expected_figures:
+        assert f"(figures/{name})" in text
+    assert "## Task `lending`" in text and "Table 3" in text
+    assert "| method | ratio 0.1 | ratio 0.3 |" in text
+    for method in ("FedAvg w/ mal", "FedAvg w/ block (protocol)", "FedAvg w/o mal", "Oracle"):
+        assert f"| {method} |" in text
+    for claim in ("**(a)", "**(b)", "**(c)"):
+        assert claim in text
+    assert "ape run experiment sweep" in text  # the command and its time
+
+
+def test_report__table_cells_come_from_the_runs(sweep, report):
+    results, _, _ = sweep
+
+    with open(report / "figures" / "tables.csv", newline="") as fh:
+        cells = list(csv.DictReader(fh))
+    with open(results / "protocol/ratio-0.3/seed-0/metrics.csv", newline="") as fh:
+        aurocs = [float(r["test_auroc"]) for r in csv.DictReader(fh)]
+    cell = next(c for c in cells if c["method"] == "protocol" and c["malicious_ratio"] == "0.3"
+                and c["metric"] == "AUROC")
+
+    assert len(cells) == 3 * 4 * len(RATIOS)  # metrics x methods x ratios
+    assert float(cell["mean"]) == pytest.approx(sum(aurocs) / len(aurocs), abs=1e-6)
+    assert cell["seeds"] == "1" and cell["last_rounds"] == "2"
