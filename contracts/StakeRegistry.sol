@@ -154,10 +154,11 @@ contract StakeRegistry is IStakeRegistry, Ownable, ReentrancyGuard {
     /// @inheritdoc IStakeRegistry
     function sweepUnassigned() external onlyVotingRound returns (uint256 amount) {
         amount = _unassigned();
-        if (amount == 0) return 0;
-        address pool = _proposalPool;
-        emit UnassignedSwept(pool, amount);
-        _token.safeTransfer(pool, amount);
+        if (amount > 0) {
+            address pool = _proposalPool;
+            emit UnassignedSwept(pool, amount);
+            _token.safeTransfer(pool, amount);
+        }
     }
 
     // ---------------------------------------------------------------- views
