@@ -9,12 +9,15 @@ history is read back from the contracts' events.
 from __future__ import annotations
 
 import secrets
+import time
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from ape import chain, project
 from ape.api import AccountAPI
 
+from fl import txpath
+from fl.txpath import TransactionFailed  # noqa: F401 (re-exported)
 from fl.votes import Decision, Role, RoundState, Vote, commitment_for  # noqa: F401 (re-exported)
 
 TOKEN = 10**18  # the test token has 18 decimals
@@ -91,6 +94,11 @@ class Proposal:
     sample_count: int
 
 
+# Transactions sent and wall seconds spent sending them (encode, sign, send, mine, receipts,
+# events) per call name, for this process: `ape run bench` reads the adapter's throughput here.
+ADAPTER_STATS: dict[str, list] = {}
+
+
 class ProtocolChain:
     """Deployed StakeRegistry + ProposalPool + VotingRound (+ token) and the clients' accounts."""
 
@@ -104,6 +112,9 @@ class ProtocolChain:
         self.event_log: list[dict] = []
         self.gas_by_call: dict[str, list[int]] = {}
         self.total_gas = 0
+        self._keys: dict[str, bytes] = {}  # fast path: each account's own signing key
+        self._decoder: txpath.EventDecoder | None = None
+        self._view_abis: dict[tuple, dict] = {}
 
     # ------------------------------------------------------------------ deployment
     @classmethod
@@ -131,25 +142,29 @@ class ProtocolChain:
         amount = to_units(stake_tokens)
         for client in clients:
             self.accounts[str(client.address)] = client
+        if self.sender is not None:  # three blocks: the deposits need the minted, approved tokens
+            self._transact_many("mint", self.token, [(minter, (c.address, amount)) for c in clients])
+            self._transact_many("approve", self.token, [(c, (self.registry.address, amount)) for c in clients])
+            self._transact_many("deposit", self.registry, [(c, (amount,)) for c in clients])
+            return
+        for client in clients:
             self._send("mint", self.token.mint, client.address, amount, sender=minter)
             self._send("approve", self.token.approve, self.registry.address, amount, sender=client)
             self._send("deposit", self.registry.deposit, amount, sender=client)
 
     # ------------------------------------------------------------------ round actions
     def open_round(self, caller: AccountAPI) -> RoundOpening:
-        receipt = self._send("openRound", self.voting.openRound, sender=caller)
-        opened = receipt.decode_logs(self.voting.RoundOpened)[0]
-        round_id = int(opened.roundId)
-        selected = receipt.decode_logs(self.voting.ParticipantSelected)
-        removed = receipt.decode_logs(self.voting.ParticipantRemoved)
+        events, _ = self._transact("openRound", self.voting, (), caller)
+        (opened,) = [args for name, args in events if name == "RoundOpened"]
+        selected = [args for name, args in events if name == "ParticipantSelected"]
         return RoundOpening(
-            round_id=round_id,
-            proposers=[str(e.client) for e in selected if int(e.role) == Role.PROPOSER],
-            voters=[str(e.client) for e in selected if int(e.role) == Role.VOTER],
-            removed=[str(e.client) for e in removed],
-            proposal_deadline=int(opened.proposalDeadline),
-            commit_deadline=int(opened.commitDeadline),
-            reveal_deadline=int(opened.revealDeadline),
+            round_id=int(opened["roundId"]),
+            proposers=[str(e["client"]) for e in selected if int(e["role"]) == Role.PROPOSER],
+            voters=[str(e["client"]) for e in selected if int(e["role"]) == Role.VOTER],
+            removed=[str(args["client"]) for name, args in events if name == "ParticipantRemoved"],
+            proposal_deadline=int(opened["proposalDeadline"]),
+            commit_deadline=int(opened["commitDeadline"]),
+            reveal_deadline=int(opened["revealDeadline"]),
         )
 
     def propose(self, round_id: int, proposals: Iterable[tuple[str, bytes, int]]) -> None:
@@ -162,58 +177,85 @@ class ProtocolChain:
         self._call_batch("revealVote", [(a, (round_id, int(v), h, salt)) for a, v, h, salt in reveals])
 
     def settle(self, round_id: int, caller: AccountAPI) -> Settlement:
-        receipt = self._send("settle", self.voting.settle, round_id, sender=caller)
-        settled = receipt.decode_logs(self.voting.RoundSettled)[0]
+        events, gas = self._transact("settle", self.voting, (round_id,), caller)
+        (settled,) = [args for name, args in events if name == "RoundSettled"]
         outcomes = {
-            str(e.client): (Role(int(e.role)), bool(e.won), int(e.slashed), int(e.rewarded))
-            for e in receipt.decode_logs(self.voting.ParticipantSettled)
+            str(e["client"]): (Role(int(e["role"])), bool(e["won"]), int(e["slashed"]), int(e["rewarded"]))
+            for name, e in events
+            if name == "ParticipantSettled"
         }
         return Settlement(
             round_id=round_id,
-            decision=Decision(int(settled.decision)),
-            global_model_hash=bytes(settled.globalModelHash),
-            accept_votes=int(settled.acceptVotes),
-            reject_votes=int(settled.rejectVotes),
-            revealed_votes=int(settled.revealedVotes),
+            decision=Decision(int(settled["decision"])),
+            global_model_hash=bytes(settled["globalModelHash"]),
+            accept_votes=int(settled["acceptVotes"]),
+            reject_votes=int(settled["rejectVotes"]),
+            revealed_votes=int(settled["revealedVotes"]),
             outcomes=outcomes,
-            gas_used=int(receipt.gas_used),
+            gas_used=gas,
         )
 
     # ------------------------------------------------------------------ clock (local chains)
     def advance_to(self, timestamp: int) -> None:
         """Make the next block's timestamp at least `timestamp` (development chains only)."""
-        if chain.pending_timestamp < timestamp:
+        if self.sender is not None and hasattr(self.sender.transport, "advance_to"):
+            self.sender.transport.advance_to(timestamp)  # one round trip instead of Ape's several
+        elif chain.pending_timestamp < timestamp:
             chain.pending_timestamp = timestamp
 
     # ------------------------------------------------------------------ views
     def proposals_of(self, round_id: int) -> list[Proposal]:
-        proposers, hashes, counts = self.voting.proposalsOf(round_id)
+        proposers, hashes, counts = self._view(self.voting, "proposalsOf", round_id)
         return [Proposal(str(p), bytes(h), int(c)) for p, h, c in zip(proposers, hashes, counts)]
 
     def global_model_hash(self) -> bytes:
-        return bytes(self.voting.globalModelHash())
+        return bytes(self._view(self.voting, "globalModelHash"))
 
     def stake_of(self, address: str) -> int:
-        return int(self.registry.stakeOf(address))
+        return int(self._view(self.registry, "stakeOf", address))
 
     def is_active(self, address: str) -> bool:
-        return bool(self.registry.isActive(address))
+        return bool(self._view(self.registry, "isActive", address))
 
     def pool_balance(self) -> int:
-        return int(self.token.balanceOf(self.pool.address))  # pool.balance() is shadowed by Ape's ether balance
+        # pool.balance() is shadowed by Ape's ether balance
+        return int(self._view(self.token, "balanceOf", str(self.pool.address)))
 
     def pool_tokens(self) -> float:
         return to_tokens(self.pool_balance())
 
     def token_balance(self, address: str) -> int:
-        return int(self.token.balanceOf(address))
+        return int(self._view(self.token, "balanceOf", address))
+
+    def _view(self, contract, name: str, *args):
+        """A view call: Ape's on its own path; on the fast path one raw eth_call decoded with the ABI."""
+        if self.sender is None:
+            return getattr(contract, name)(*args)
+        item = self._view_abis.get((str(contract.address), name, len(args)))
+        if item is None:
+            (item,) = [
+                f.model_dump(mode="json") for f in contract.contract_type.view_methods
+                if f.name == name and len(f.inputs) == len(args)
+            ]
+            self._view_abis[(str(contract.address), name, len(args))] = item
+        data = self.sender.transport.call(str(contract.address), txpath.encode_call(item, args))
+        return txpath.decode_output(item, data)
 
     def state(self, round_id: int) -> RoundState:
         return RoundState(int(self.voting.state(round_id)))
 
     # ------------------------------------------------------------------ internals
     def _send(self, name: str, method, *args, sender: AccountAPI):
-        receipt = method(*args, sender=sender)
+        if name in ("openRound", "settle"):  # Ape's path, single calls: count them as the fast path does
+            started = time.perf_counter()
+            try:
+                receipt = method(*args, sender=sender)
+            finally:
+                stats = ADAPTER_STATS.setdefault(name, [0, 0.0])
+                stats[0] += 1
+                stats[1] += time.perf_counter() - started
+        else:
+            receipt = method(*args, sender=sender)
         gas = int(receipt.gas_used)
         self.gas_by_call.setdefault(name, []).append(gas)
         self.total_gas += gas
@@ -222,29 +264,73 @@ class ProtocolChain:
 
     def _call_batch(self, name: str, calls: Sequence[tuple[str, tuple]]) -> None:
         """Send one VotingRound call per client, each from that client's own account."""
-        if not calls:
-            return
-        method = getattr(self.voting, name)
+        self._transact_many(name, self.voting, [(self.accounts[a], args) for a, args in calls])
+
+    def _transact(self, name: str, contract, args: tuple, sender: AccountAPI) -> tuple[list[tuple[str, dict]], int]:
+        """One call from `sender`; returns its decoded events [(name, args)] and its gas used."""
         if self.sender is None:
-            for address, args in calls:
-                self._send(name, method, *args, sender=self.accounts[address])
-            return
-        signed = [(self.accounts[a], bytes(method.encode_input(*args)), GAS_LIMITS[name]) for a, args in calls]
-        receipts = self.sender.send(str(self.voting.address), signed)
-        events = list(self.voting.contract_type.events)
-        ecosystem = chain.provider.network.ecosystem
-        for receipt in receipts:
-            self.gas_by_call.setdefault(name, []).append(receipt["gasUsed"])
-            self.total_gas += receipt["gasUsed"]
-            for log in ecosystem.decode_logs(receipt["logs"], *events):
+            receipt = self._send(name, getattr(contract, name), *args, sender=sender)
+            return [(log.event_name, dict(log.event_arguments)) for log in receipt.events], int(receipt.gas_used)
+        ((events, gas),) = self._transact_many(name, contract, [(sender, args)])
+        return events, gas
+
+    def _transact_many(self, name: str, contract, calls: Sequence[tuple[AccountAPI, tuple]]) -> list:
+        """One call of `contract.name(*args)` per (sender, args), each signed by its sender's own key.
+
+        Fast path: signed locally and sent in blocks (fl.txpath); Ape's path otherwise. Returns
+        [(events, gas used)] per call; every event also goes to the event log."""
+        started = time.perf_counter()
+        try:
+            return self._transact_many_timed(name, contract, calls)
+        finally:
+            stats = ADAPTER_STATS.setdefault(name, [0, 0.0])
+            stats[0] += len(calls)
+            stats[1] += time.perf_counter() - started
+
+    def _transact_many_timed(self, name: str, contract, calls: Sequence[tuple[AccountAPI, tuple]]) -> list:
+        if self.sender is None:
+            method = getattr(contract, name)
+            out = []
+            for account, args in calls:
+                receipt = self._send(name, method, *args, sender=account)
+                out.append(([(log.event_name, dict(log.event_arguments)) for log in receipt.events], int(receipt.gas_used)))
+            return out
+        if not calls:
+            return []
+        method = getattr(contract, name)
+        to = str(contract.address)
+        gas = GAS_LIMITS.get(name, 0)  # 0: the block's gas budget (single calls that grow with the clients)
+        batch = [
+            txpath.Call(str(a.address), self._key(a), to, bytes(method.encode_input(*args)), gas, name=name)
+            for a, args in calls
+        ]
+        out = []
+        decoder = self._event_decoder()
+        for receipt in self.sender.send(batch):
+            self.gas_by_call.setdefault(name, []).append(receipt.gas_used)
+            self.total_gas += receipt.gas_used
+            events = txpath.decode_events(decoder, receipt)
+            for event, args in events:
                 self.event_log.append(
-                    {
-                        "block": receipt["blockNumber"],
-                        "tx": receipt["transactionHash"],
-                        "event": log.event_name,
-                        "args": {k: _jsonable(v) for k, v in log.event_arguments.items()},
-                    }
+                    {"block": receipt.block, "tx": receipt.tx_hash, "event": event,
+                     "args": {k: _jsonable(v) for k, v in args.items()}}
                 )
+            out.append((events, receipt.gas_used))
+        return out
+
+    def _key(self, account: AccountAPI) -> bytes:
+        address = str(account.address)
+        key = self._keys.get(address)
+        if key is None:
+            key = self._keys[address] = bytes.fromhex(str(account.private_key).removeprefix("0x"))
+        return key
+
+    def _event_decoder(self) -> "txpath.EventDecoder":
+        if self._decoder is None:
+            self._decoder = txpath.EventDecoder(
+                (str(c.address), _abi_dicts(c.contract_type)) for c in (self.token, self.registry, self.pool, self.voting)
+            )
+        return self._decoder
 
     def drain_events(self) -> list[dict]:
         """The events recorded since the last call (and forget them)."""
@@ -261,6 +347,10 @@ class ProtocolChain:
                     "args": {k: _jsonable(v) for k, v in log.event_arguments.items()},
                 }
             )
+
+
+def _abi_dicts(contract_type) -> list[dict]:
+    return [item.model_dump(mode="json") for item in contract_type.abi]
 
 
 def _jsonable(value):
@@ -344,159 +434,34 @@ def pin_clock() -> bool:
     return True
 
 
-# ---------------------------------------------------------------------- fast transports
-class TransactionFailed(RuntimeError):
-    """A protocol transaction reverted or ran out of gas."""
+# ---------------------------------------------------------------------- fast transaction path
+# Gas limits of per-client calls: generous bounds over the measured use (docs/PERFORMANCE.md),
+# so no estimate round trip is needed; a call that needs more fails loudly (TransactionFailed).
+# Calls not listed (openRound, settle: they grow with the number of clients) get the block's budget.
+GAS_LIMITS = {
+    "propose": 250_000,
+    "commitVote": 200_000,
+    "revealVote": 250_000,
+    "mint": 150_000,
+    "approve": 100_000,
+    "deposit": 250_000,
+}
 
 
-# Gas limits per protocol call: generous bounds over the measured use (docs/GAS.md), so no
-# estimate round trip is needed. A call that needs more fails loudly (status 0), never silently.
-GAS_LIMITS = {"propose": 250_000, "commitVote": 200_000, "revealVote": 250_000}
-
-
-class SignedBatchSender:
-    """Sends many protocol calls, each signed locally with its client's own key.
-
-    Nonces are tracked per account; every receipt's status is checked. `transport` moves the
-    signed bytes: one JSON-RPC batch on a node (anvil or any RPC), or eth-tester in process.
-    """
-
-    def __init__(self, transport, chain_id: int):
-        self.transport = transport
-        self.chain_id = chain_id
-        self._nonces: dict[str, int] = {}
-
-    def send(self, to: str, calls: Sequence[tuple[AccountAPI, bytes, int]]) -> list[dict]:
-        from eth_account import Account
-
-        max_fee = 2 * self.transport.base_fee() + 10**9
-        raws = []
-        for account, data, gas in calls:
-            address = str(account.address)
-            if address not in self._nonces:
-                self._nonces[address] = self.transport.nonce(address)
-            tx = {
-                "type": 2, "chainId": self.chain_id, "nonce": self._nonces[address], "to": to,
-                "value": 0, "data": data, "gas": gas, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": 10**9,
-            }
-            raws.append(Account.sign_transaction(tx, account.private_key).raw_transaction)
-            self._nonces[address] += 1
-        try:
-            receipts = self.transport.send_raw(raws)
-        except Exception:
-            self._nonces.clear()  # resynchronise from the node next time
-            raise
-        failed = [i for i, r in enumerate(receipts) if r["status"] != 1]
-        if failed:
-            self._nonces.clear()
-            i = failed[0]
-            raise TransactionFailed(
-                f"{len(failed)} of {len(calls)} transactions failed; first from {calls[i][0].address}: "
-                f"{self.transport.revert_reason(raws[i], receipts[i])}"
-            )
-        return receipts
-
-    def forget_nonces(self) -> None:
-        self._nonces.clear()
-
-
-class JsonRpcBatchTransport:
-    """A node over HTTP JSON-RPC: one batch of eth_sendRawTransaction, mined as one block."""
-
-    def __init__(self, uri: str):
-        import requests
-
-        self.uri = uri
-        self.session = requests.Session()
-        self._id = 0
-
-    def call(self, method: str, params: list):
-        return self.batch([(method, params)])[0]
-
-    def batch(self, requests_: Sequence[tuple[str, list]]) -> list:
-        payload = []
-        for method, params in requests_:
-            self._id += 1
-            payload.append({"jsonrpc": "2.0", "id": self._id, "method": method, "params": params})
-        response = self.session.post(self.uri, json=payload, timeout=120)
-        response.raise_for_status()
-        by_id = {item["id"]: item for item in response.json()}
-        results = []
-        for request in payload:
-            item = by_id[request["id"]]
-            if "error" in item:
-                raise TransactionFailed(f"{request['method']}: {item['error'].get('message', item['error'])}")
-            results.append(item.get("result"))
-        return results
-
-    def base_fee(self) -> int:
-        block = self.call("eth_getBlockByNumber", ["latest", False])
-        return int(block.get("baseFeePerGas") or "0x0", 16)
-
-    def nonce(self, address: str) -> int:
-        return int(self.call("eth_getTransactionCount", [address, "pending"]), 16)
-
-    def send_raw(self, raws: Sequence[bytes]) -> list[dict]:
-        self.call("evm_setAutomine", [False])
-        try:
-            hashes = self.batch([("eth_sendRawTransaction", ["0x" + r.hex()]) for r in raws])
-            self.call("evm_mine", [])
-        finally:
-            self.call("evm_setAutomine", [True])
-        receipts = self.batch([("eth_getTransactionReceipt", [h]) for h in hashes])
-        if any(r is None for r in receipts):
-            raise TransactionFailed("the node mined the batch but returned no receipt for some transactions")
-        return [
-            {"status": int(r["status"], 16), "gasUsed": int(r["gasUsed"], 16), "blockNumber": int(r["blockNumber"], 16),
-             "transactionHash": r["transactionHash"], "logs": r["logs"]}
-            for r in receipts
-        ]
-
-    def revert_reason(self, raw: bytes, receipt: dict) -> str:
-        return f"status 0 in tx {receipt['transactionHash']} (gas used {receipt['gasUsed']})"
-
-
-class EthTesterTransport:
-    """Ape's embedded chain (py-evm via eth-tester), fed signed transactions directly."""
-
-    def __init__(self, tester):
-        self.tester = tester
-
-    def base_fee(self) -> int:
-        return int(self.tester.get_block_by_number("pending").get("base_fee_per_gas") or 0)
-
-    def nonce(self, address: str) -> int:
-        return int(self.tester.get_nonce(address))
-
-    def send_raw(self, raws: Sequence[bytes]) -> list[dict]:
-        receipts = []
-        for raw in raws:
-            tx_hash = self.tester.send_raw_transaction("0x" + raw.hex())
-            r = self.tester.get_transaction_receipt(tx_hash)
-            receipts.append(
-                {"status": int(r["status"]), "gasUsed": int(r["gas_used"]), "blockNumber": int(r["block_number"]),
-                 "transactionHash": tx_hash if isinstance(tx_hash, str) else "0x" + bytes(tx_hash).hex(),
-                 "logs": [
-                     {"address": log["address"], "topics": ["0x" + bytes(t).hex() for t in log["topics"]],
-                      "data": "0x" + bytes(log["data"]).hex()}
-                     for log in r["logs"]
-                 ]}
-            )
-        return receipts
-
-    def revert_reason(self, raw: bytes, receipt: dict) -> str:
-        return f"status 0 in tx {receipt['transactionHash']} (gas used {receipt['gasUsed']})"
-
-
-def fast_sender() -> SignedBatchSender | None:
-    """The signed-batch sender for the connected provider, or None to use Ape's own path."""
+def fast_sender() -> "txpath.SignedBatchSender | None":
+    """The signed-batch sender (fl/txpath.py) for the connected provider, or None for Ape's own path."""
     provider = chain.provider
-    chain_id = int(provider.chain_id)
-    if provider.name == "test" and hasattr(provider, "_ethereum_tester"):
-        return SignedBatchSender(EthTesterTransport(provider._ethereum_tester), chain_id)
-    if provider.name == "foundry":
-        return SignedBatchSender(JsonRpcBatchTransport(provider.uri), chain_id)
-    return None
+    if provider.name == "test" and hasattr(provider, "tester"):
+        transport = txpath.EthTesterTransport(provider.tester.ethereum_tester)
+    elif provider.name == "foundry" and getattr(provider, "uri", None):
+        transport = txpath.JsonRpcTransport(provider.uri)
+    else:
+        return None
+    errors = txpath.ErrorDecoder(
+        _abi_dicts(getattr(project, name).contract_type)
+        for name in ("TestToken", "StakeRegistry", "ProposalPool", "VotingRound")
+    )
+    return txpath.SignedBatchSender(transport, int(provider.chain_id), errors)
 
 
 # ---- attaching to deployed contracts

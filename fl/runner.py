@@ -39,6 +39,11 @@ def run_simulation(config: SimulationConfig, folder: Path, progress: bool = True
     """Run one simulation into `folder` and return its summary (also written to summary.json)."""
     started = time.perf_counter()
     onchain.quiet_logging()
+    # The models are tiny: torch's intra-op threads only contend (measured: local training 4 ms
+    # with one thread, 150 ms with two on a busy 2-core machine; docs/PERFORMANCE.md).
+    import torch
+
+    torch.set_num_threads(1)
     data = load_federated_data(config)
     params = protocol_params(config)
     recorder = RunRecorder(
@@ -55,7 +60,7 @@ def run_simulation(config: SimulationConfig, folder: Path, progress: bool = True
     protocol.enroll(accounts, config.stake, minter=deployer)
     protocol.drain_events()
     clients = make_clients(data, [str(a.address) for a in accounts], config)
-    store = UpdateStore(str(folder / "updates"))
+    store = UpdateStore(str(folder / "updates"), durable=False)  # the run's own scratch store
 
     bar = _progress_bar(config.rounds, progress)
 

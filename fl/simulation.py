@@ -195,13 +195,36 @@ class ScoreCache:
         self.score_name = score_name
         self.evaluate = evaluate  # the task's evaluation (fl.model.evaluate for lending)
         self._cache: dict[tuple[bytes, int], float] = {}
+        self._model: tuple[bytes, object] | None = None  # (hash, model) scored last
 
     def get(self, model_hash: bytes, state: dict, client: SimClient) -> float:
         key = (model_hash, client.index)
         if key not in self._cache:
-            metrics = self.evaluate(load_state(self.template, state), client.data.val)
-            self._cache[key] = score(metrics, self.score_name)
+            if self.evaluate is evaluate and self.score_name == "accuracy":
+                # One model object per hash for every voter: evaluation only reads it (eval mode,
+                # no_grad, mode restored), so each score equals one computed on a fresh copy.
+                if self._model is None or self._model[0] != model_hash:
+                    self._model = (model_hash, load_state(self.template, state))
+                self._cache[key] = exact_accuracy(self._model[1], client.data.val)  # the same number, without sklearn
+            else:
+                self._cache[key] = score(self.evaluate(load_state(self.template, state), client.data.val), self.score_name)
         return self._cache[key]
+
+
+def exact_accuracy(model, split) -> float:
+    """``fl.model.evaluate(model, split).accuracy``, computed the same way (same forward pass,
+    sigmoid >= 0.5 on the float32 logits, correct / total as one float division) without the
+    other metrics: a voter needs only its score, and sklearn's checks cost ~10x the forward
+    pass on a client's few dozen rows. tests/fl/test_chain_fast.py checks equality."""
+    from fl.model import DECISION_THRESHOLD
+
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(split.X).to(torch.float32)
+    model.train(was_training)
+    predicted = (torch.sigmoid(logits) >= DECISION_THRESHOLD).to(torch.int64)
+    return int((predicted == split.y.to(torch.int64)).sum()) / len(split.y)
 
 
 @dataclass

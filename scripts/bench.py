@@ -1,0 +1,444 @@
+"""ape run bench: how fast the on-chain simulation runs, next to the chain's own speed, and its gas.
+
+Measures in one run, on this machine (docs/PERFORMANCE.md explains every figure):
+  (a) raw capacity: tx/s of a plain JSON-RPC loop against an anvil node the bench starts;
+  (b) protocol tx/s of the project's chain adapter (fl/chain.py + fl/txpath.py) during a simulation;
+  (c) rounds/s of the full protocol at --clients on that anvil and on the embedded provider;
+  (d) rounds/s of the same federated rounds without the chain (plain FedAvg, same training);
+  the ratios (b)/(a) and (c anvil)/(d); gas of every protocol call and of a whole round at
+  --gas-clients registered clients (table and PNG); peak memory (RSS) of a simulation at
+  --memory-clients clients. Writes bench.json, gas.png and rounds.png to --output.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import click
+
+MNEMONIC = "test test test test test test test test test test test junk"  # ape-config.yaml's test mnemonic
+PROTOCOL_CALLS = ("openRound", "propose", "commitVote", "revealVote", "settle")
+
+
+def _int_list(ctx, param, value: str) -> list[int]:
+    try:
+        numbers = [int(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        raise click.BadParameter(f"expected comma-separated whole numbers, got {value!r}") from None
+    if any(n < 2 for n in numbers):
+        raise click.BadParameter("every client count must be at least 2")
+    return numbers
+
+
+@click.command(short_help="Measure chain throughput, rounds per second, gas scaling and memory")
+@click.option("--clients", default=50, show_default=True, type=click.IntRange(min=3),
+              help="Clients of the timed simulations (c), (b) and the FedAvg baseline (d).")
+@click.option("--rounds", default=30, show_default=True, type=click.IntRange(min=2),
+              help="Rounds of the timed simulation on anvil and of the FedAvg baseline.")
+@click.option("--embedded-rounds", default=6, show_default=True, type=click.IntRange(min=2),
+              help="Rounds of the timed simulation on the embedded (py-evm) chain.")
+@click.option("--raw-txs", default=1000, show_default=True, type=click.IntRange(min=10),
+              help="Transfers of the plain JSON-RPC loop (a).")
+@click.option("--gas-clients", default="10,50,200,1000", show_default=True, callback=_int_list,
+              help="Registered clients at which to measure the gas of a round (comma-separated).")
+@click.option("--memory-clients", default="50,1000", show_default=True, callback=_int_list,
+              help="Clients of the simulations whose peak memory is measured (comma-separated; '' skips).")
+@click.option("--memory-rounds", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Rounds of each memory simulation.")
+@click.option("--output", default=None, type=click.Path(file_okay=False),
+              help="Folder for bench.json and the plots. Default: runs/bench-<time>.")
+def cli(clients, rounds, embedded_rounds, raw_txs, gas_clients, memory_clients, memory_rounds, output):
+    """Start an anvil node (anvil from PATH, --hardfork cancun, no step tracing), measure every
+    figure on it and on the embedded chain, print a table and write bench.json + PNGs.
+
+    Quick run: ape run bench --rounds 5 --embedded-rounds 2 --raw-txs 200 --gas-clients 10,50 --memory-clients 50
+    """
+    folder = Path(output) if output else Path("runs") / f"bench-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    folder.mkdir(parents=True, exist_ok=True)
+    import torch
+
+    torch.set_num_threads(1)  # as fl.runner does: the models are tiny
+    results: dict = {
+        "machine": machine(),
+        "load_average_before": os.getloadavg(),
+        "command": "ape run bench " + " ".join(sys.argv[2:] if sys.argv[:2] == ["ape", "run"] else sys.argv[1:]),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch, AnvilNode() as node:
+        scratch = Path(scratch)
+        click.echo(f"anvil {node.version} on {node.uri} (pid {node.process.pid})")
+        click.echo(f"(a) plain JSON-RPC loop, {raw_txs} transfers ...")
+        results["a_raw"] = raw_rpc_loop(node.uri, raw_txs)
+        click.echo(f"(b, c) simulation on anvil, {clients} clients, {rounds} rounds ...")
+        results["c_anvil"] = timed_simulation("ethereum:local:foundry", node.uri, clients, rounds, scratch / "anvil")
+        click.echo(f"(c) simulation on the embedded chain, {clients} clients, {embedded_rounds} rounds ...")
+        results["c_embedded"] = timed_simulation("ethereum:local:test", None, clients, embedded_rounds, scratch / "embedded")
+        click.echo(f"(d) plain FedAvg, {clients} clients, {rounds} rounds ...")
+        results["d_fedavg"] = timed_fedavg(clients, rounds, scratch / "fedavg")
+        click.echo(f"gas of a round at {gas_clients} registered clients ...")
+        results["gas"] = round_gas(node.uri, gas_clients)
+        results["memory"] = []
+        for n in memory_clients:
+            click.echo(f"peak memory of a simulation at {n} clients ({memory_rounds} rounds, own process) ...")
+            results["memory"].append(peak_memory(node.uri, n, memory_rounds, scratch / f"memory-{n}"))
+        results["anvil_peak_rss_mb"] = node.peak_rss_mb()
+    results["load_average_after"] = os.getloadavg()
+    results["ratios"] = ratios(results)
+    (folder / "bench.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    plots = plot_results(results, folder)
+    click.echo(table(results))
+    click.echo(f"written: {folder / 'bench.json'}, " + ", ".join(str(p) for p in plots))
+
+
+# ---------------------------------------------------------------------- the node
+class AnvilNode:
+    """anvil from PATH on a free local port, with ape-config's mnemonic and hardfork (cancun).
+
+    Unlike ape-foundry's own start it omits `--steps-tracing` (recording every EVM step makes a
+    50-client openRound take ~0.3 s instead of ~0.02 s). Stopped (and waited for) on exit."""
+
+    def __init__(self, accounts: int = 20):
+        self.accounts = accounts
+        self.process = None
+
+    def __enter__(self) -> "AnvilNode":
+        anvil = shutil.which("anvil")
+        if anvil is None:
+            raise click.ClickException("anvil not found on PATH: run `make setup` (it links anvil into .venv/bin)")
+        self.version = subprocess.run([anvil, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[0]
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.uri = f"http://127.0.0.1:{port}"
+        self.process = subprocess.Popen(
+            [anvil, "--port", str(port), "--hardfork", "cancun", "--mnemonic", MNEMONIC,
+             "--accounts", str(self.accounts), "--silent"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise click.ClickException(f"anvil exited at start with code {self.process.returncode}")
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        self.__exit__(None, None, None)
+        raise click.ClickException("anvil did not start listening within 20 s")
+
+    def peak_rss_mb(self) -> float | None:
+        try:
+            for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+        except OSError:
+            return None
+        return None
+
+    def __exit__(self, *exc) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def dev_keys(count: int) -> list:
+    """The first `count` accounts of the test mnemonic (anvil funds them), as eth_account accounts."""
+    from eth_account import Account
+
+    Account.enable_unaudited_hdwallet_features()
+    return [Account.from_mnemonic(MNEMONIC, account_path=f"m/44'/60'/0'/0/{i}") for i in range(count)]
+
+
+# ---------------------------------------------------------------------- (a)
+def raw_rpc_loop(uri: str, count: int, senders: int = 10) -> dict:
+    """(a): `count` ether transfers of 1 wei, round-robin from `senders` funded accounts, each
+    signed with eth_account just before sending (EIP-1559, gas 21,000, nonces counted locally),
+    sent with eth_sendRawTransaction over one keep-alive `requests` session, then
+    eth_getTransactionReceipt polled until the receipt is there (automine: one block per
+    transaction) before the next is signed. tx/s = count / wall time of the loop."""
+    import requests
+    from eth_account import Account
+
+    session = requests.Session()
+    ids = iter(range(1, 10**9))
+
+    def rpc(method, params):
+        answer = session.post(uri, json={"jsonrpc": "2.0", "id": next(ids), "method": method, "params": params}).json()
+        if "error" in answer:
+            raise RuntimeError(f"{method}: {answer['error']}")
+        return answer["result"]
+
+    accounts = dev_keys(senders + 1)[1:]  # not the deployer
+    chain_id = int(rpc("eth_chainId", []), 16)
+    nonces = [int(rpc("eth_getTransactionCount", [a.address, "pending"]), 16) for a in accounts]
+    base_fee = int(rpc("eth_getBlockByNumber", ["latest", False])["baseFeePerGas"], 16)
+    target = "0x000000000000000000000000000000000000dEaD"
+    started = time.perf_counter()
+    for i in range(count):
+        k = i % senders
+        tx = {"type": 2, "chainId": chain_id, "nonce": nonces[k], "to": target, "value": 1, "gas": 21_000,
+              "maxFeePerGas": 2 * base_fee + 10**9, "maxPriorityFeePerGas": 10**9}
+        nonces[k] += 1
+        raw = Account.sign_transaction(tx, accounts[k].key).raw_transaction
+        tx_hash = rpc("eth_sendRawTransaction", ["0x" + raw.hex()])
+        while (receipt := rpc("eth_getTransactionReceipt", [tx_hash])) is None:
+            time.sleep(0.0005)
+        if int(receipt["status"], 16) != 1:
+            raise RuntimeError(f"transfer {tx_hash} failed")
+    seconds = time.perf_counter() - started
+    return {"transactions": count, "seconds": round(seconds, 3), "tx_per_s": round(count / seconds, 1)}
+
+
+# ---------------------------------------------------------------------- (b), (c), (d)
+def _round_rates(records_seconds: list[float]) -> dict:
+    """Rounds per second over all rounds and after the first (the first imports torch's
+    compiler stack on Adam's first use, ~3 s once per process)."""
+    total = sum(records_seconds)
+    steady = records_seconds[1:]
+    return {
+        "rounds": len(records_seconds),
+        "round_seconds": [round(s, 4) for s in records_seconds],
+        "rounds_per_s_all": round(len(records_seconds) / total, 3) if total else None,
+        "rounds_per_s": round(len(steady) / sum(steady), 3) if steady and sum(steady) else None,
+        "median_round_s": round(sorted(records_seconds)[len(records_seconds) // 2], 4),
+    }
+
+
+def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, folder: Path) -> dict:
+    """`ape run simulate`'s run (fl.runner.run_simulation) at paper defaults, timed per round;
+    the adapter's own send time per call (fl.chain.ADAPTER_STATS) gives (b)."""
+    from ape import networks
+
+    settings = {"host": uri} if uri else None
+    with networks.parse_network_choice(network, provider_settings=settings):
+        from fl import chain as onchain
+        from fl.recorder import read_metrics
+        from fl.runner import run_simulation
+        from fl.simulation import SimulationConfig
+
+        before = {k: list(v) for k, v in onchain.ADAPTER_STATS.items()}
+        started = time.perf_counter()
+        summary = run_simulation(SimulationConfig(clients=clients, rounds=rounds, seed=0), folder, progress=False)
+        wall = time.perf_counter() - started
+        stats = {
+            k: [v[0] - before.get(k, [0, 0.0])[0], v[1] - before.get(k, [0, 0.0])[1]]
+            for k, v in onchain.ADAPTER_STATS.items()
+        }
+        rows = read_metrics(folder)
+    seconds = [float(r["seconds"]) for r in rows]
+    protocol_tx = sum(stats.get(k, [0, 0])[0] for k in PROTOCOL_CALLS)
+    protocol_s = sum(stats.get(k, [0, 0.0])[1] for k in PROTOCOL_CALLS)
+    steady_tx = protocol_tx * (len(rows) - 1) / len(rows)  # about the same number every round
+    return {
+        "network": network,
+        "clients": clients,
+        **_round_rates(seconds),
+        "wall_seconds_with_setup": round(wall, 2),
+        "adapter": {k: {"transactions": v[0], "seconds": round(v[1], 4), "tx_per_s": round(v[0] / v[1], 1) if v[1] else None}
+                    for k, v in sorted(stats.items())},
+        "protocol_transactions": protocol_tx,
+        "protocol_transactions_per_round": round(protocol_tx / len(rows), 1),
+        "adapter_seconds": round(protocol_s, 3),
+        "b_adapter_tx_per_s": round(protocol_tx / protocol_s, 1) if protocol_s else None,
+        "end_to_end_tx_per_s": round(steady_tx / sum(seconds[1:]), 1) if len(seconds) > 1 else None,
+        "chain_share_of_round_time": round(protocol_s / sum(seconds), 3),
+        "gas_by_call": summary.get("gas_by_call"),
+        "decisions": {"accepted": summary.get("accepted_rounds"), "rejected": summary.get("rejected_rounds")},
+        "tokens_conserved": summary.get("tokens_conserved"),
+        "global_model_hash_matches": summary.get("global_model_hash_matches"),
+    }
+
+
+def timed_fedavg(clients: int, rounds: int, folder: Path) -> dict:
+    """(d): fl.baselines.run_fedavg, the same round loop, data, training and aggregation over a
+    ledger in plain Python that accepts every aggregate (no chain, no votes)."""
+    from fl.baselines import run_fedavg
+    from fl.simulation import SimulationConfig, load_federated_data
+    from fl.store import UpdateStore
+
+    config = SimulationConfig(clients=clients, rounds=rounds, seed=0)
+    data = load_federated_data(config)
+    records = run_fedavg(config, data, UpdateStore(str(folder / "updates"), durable=False))  # as fl.runner's
+    return {"clients": clients, **_round_rates([r.seconds for r in records])}
+
+
+# ---------------------------------------------------------------------- gas and memory
+def round_gas(uri: str, sizes: list[int]) -> list[dict]:
+    """Gas of every call of one whole round at each size (scripts/_gas_scaling.measure_round_gas:
+    every proposer proposes, every voter commits and reveals, one dissents)."""
+    from ape import accounts, networks, project
+
+    from scripts._gas_scaling import anvil_account_factory, measure_round_gas
+
+    from fl.chain import quiet_logging
+
+    quiet_logging()
+    out = []
+    with networks.parse_network_choice("ethereum:local:foundry", provider_settings={"host": uri}):
+        factory = anvil_account_factory(accounts)
+        for n in sizes:
+            started = time.perf_counter()
+            result = measure_round_gas(project, factory, clients=n)
+            result["seconds"] = round(time.perf_counter() - started, 1)
+            out.append(result)
+    return out
+
+
+_MEMORY_CHILD = """
+import json, resource, sys, time
+from pathlib import Path
+from ape import networks
+uri, clients, rounds, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
+with networks.parse_network_choice("ethereum:local:foundry", provider_settings={"host": uri}):
+    from fl.runner import run_simulation
+    from fl.simulation import SimulationConfig
+    started = time.perf_counter()
+    summary = run_simulation(SimulationConfig(clients=clients, rounds=rounds, seed=0), Path(folder), progress=False)
+print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                  "wall_seconds": round(time.perf_counter() - started, 1),
+                  "rounds_completed": summary["rounds_completed"],
+                  "tokens_conserved": summary["tokens_conserved"]}))
+"""
+
+
+def peak_memory(uri: str, clients: int, rounds: int, folder: Path) -> dict:
+    """Peak RSS of a whole `simulate` run (data, accounts, deployment, enrolment, rounds, run
+    folder) in a fresh Python process on the bench's anvil node (the node's own memory is
+    reported separately)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _MEMORY_CHILD, uri, str(clients), str(rounds), str(folder)],
+        capture_output=True, text=True, cwd=Path(__file__).resolve().parents[1],
+    )
+    if done.returncode != 0:
+        return {"clients": clients, "error": done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"}
+    return {"clients": clients, "rounds": rounds, **json.loads(done.stdout.strip().splitlines()[-1])}
+
+
+# ---------------------------------------------------------------------- report
+def machine() -> dict:
+    cpu = "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    memory = None
+    try:
+        memory = round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
+    except (ValueError, OSError):
+        pass
+    return {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": memory, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def ratios(results: dict) -> dict:
+    a = results["a_raw"]["tx_per_s"]
+    b = results["c_anvil"]["b_adapter_tx_per_s"]
+    c = results["c_anvil"]["rounds_per_s"]
+    d = results["d_fedavg"]["rounds_per_s"]
+    return {
+        "b_over_a": round(b / a, 3) if a and b else None,
+        "c_anvil_over_d": round(c / d, 3) if c and d else None,
+        "target_b_over_a_0.5": bool(a and b and b / a >= 0.5),
+        "target_4_rounds_per_s": bool(c and c >= 4),
+    }
+
+
+def table(results: dict) -> str:
+    a, ca, ce, d, r = results["a_raw"], results["c_anvil"], results["c_embedded"], results["d_fedavg"], results["ratios"]
+    lines = [
+        "",
+        f"machine: {results['machine']['cpus']} CPUs ({results['machine']['cpu']}), "
+        f"load average before {tuple(round(x, 1) for x in results['load_average_before'])}, "
+        f"after {tuple(round(x, 1) for x in results['load_average_after'])}",
+        "",
+        f"{'figure':58} {'value':>12}",
+        f"{'(a) plain JSON-RPC loop on anvil, tx/s':58} {a['tx_per_s']:>12}",
+        f"{'(b) adapter protocol tx/s during the anvil simulation':58} {ca['b_adapter_tx_per_s']:>12}",
+        f"{'    end-to-end protocol tx/s (incl. training, voting)':58} {ca['end_to_end_tx_per_s']:>12}",
+        f"{'(c) rounds/s, anvil (after round 1 / all)':58} {ca['rounds_per_s']:>6} / {ca['rounds_per_s_all']}",
+        f"{'(c) rounds/s, embedded py-evm (after round 1 / all)':58} {ce['rounds_per_s']:>6} / {ce['rounds_per_s_all']}",
+        f"{'(d) rounds/s, plain FedAvg without chain (after 1 / all)':58} {d['rounds_per_s']:>6} / {d['rounds_per_s_all']}",
+        f"{'(b)/(a)':58} {r['b_over_a']:>12}",
+        f"{'(c anvil)/(d)':58} {r['c_anvil_over_d']:>12}",
+        f"{'protocol transactions per round':58} {ca['protocol_transactions_per_round']:>12}",
+        f"{'share of round time in the adapter (anvil)':58} {ca['chain_share_of_round_time']:>12}",
+        "",
+        "gas of one round (every proposer proposes, every voter commits and reveals):",
+        f"{'clients':>8} {'proposers':>9} {'voters':>6} {'openRound':>10} {'propose':>8} {'commit':>7} "
+        f"{'reveal':>7} {'settle':>10} {'round':>11} {'max call':>10} fits 30M",
+    ]
+    for g in results["gas"]:
+        c = g["calls"]
+        lines.append(
+            f"{g['clients']:>8} {g['proposers']:>9} {g['voters']:>6} {c['openRound']['max']:>10} "
+            f"{c.get('propose', {}).get('max', 0):>8} {c.get('commitVote', {}).get('max', 0):>7} "
+            f"{c.get('revealVote', {}).get('max', 0):>7} {c['settle']['max']:>10} {g['round_gas']:>11} "
+            f"{g['max_call_gas']:>10} {g['fits_block']}"
+        )
+    lines.append("")
+    for m in results["memory"]:
+        lines.append(f"peak RSS of a simulation at {m['clients']} clients: "
+                     + (f"{m['peak_rss_mb']} MB ({m['rounds']} rounds, {m['wall_seconds']} s)" if "peak_rss_mb" in m else m["error"]))
+    lines.append(f"anvil's own peak RSS over the whole bench: {results.get('anvil_peak_rss_mb')} MB")
+    return "\n".join(lines)
+
+
+def plot_results(results: dict, folder: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    gas = results["gas"]
+    if gas:
+        x = [g["clients"] for g in gas]
+        fig, ax = plt.subplots(figsize=(7, 4.5))
+        ax.plot(x, [g["round_gas"] for g in gas], "o-", label="whole round")
+        for name in ("openRound", "settle", "propose", "commitVote", "revealVote"):
+            ax.plot(x, [g["calls"].get(name, {}).get("max", 0) for g in gas], "o--", label=f"{name} (max per call)")
+        ax.axhline(30_000_000, color="red", lw=1, label="30M block gas limit")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("registered clients")
+        ax.set_ylabel("gas")
+        ax.set_title("Gas of one protocol round")
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        paths.append(folder / "gas.png")
+        fig.savefig(paths[-1], dpi=120)
+        plt.close(fig)
+    fig, ax = plt.subplots(figsize=(7, 4))
+    for key, label in (("c_anvil", "protocol on anvil"), ("c_embedded", "protocol on embedded py-evm"),
+                       ("d_fedavg", "plain FedAvg, no chain")):
+        seconds = results[key]["round_seconds"]
+        ax.plot(range(1, len(seconds) + 1), seconds, "o-", ms=3, label=label)
+    ax.set_yscale("log")
+    ax.set_xlabel("round")
+    ax.set_ylabel("seconds per round")
+    ax.set_title(f"Round time at {results['c_anvil']['clients']} clients")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    paths.append(folder / "rounds.png")
+    fig.savefig(paths[-1], dpi=120)
+    plt.close(fig)
+    return paths
