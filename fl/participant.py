@@ -16,8 +16,8 @@ Nobody coordinates. Every client polls the chain and acts on what it reads there
 Restart-safety: the chain says what was done (the participant flags `acted` / `revealed`
 and the round's `settled`), the state folder keeps what only the client knows (the salted
 ballot, written and flushed *before* the commit is sent), so a restarted client never
-sends a second proposal or commit and can still reveal. Every transaction sent is also
-appended to ``journal.jsonl`` in the state folder.
+sends a second proposal or commit and can still reveal. Every transaction is also
+journalled in ``journal.jsonl`` in the state folder ("sending" before, "sent" or "reverted" after).
 
 The ledger (``fl.chain.ParticipantLedger``) is passed in, with a function that classifies
 its exceptions as "revert" (the contract said no: re-read the chain, try later) or
@@ -26,6 +26,7 @@ its exceptions as "revert" (the contract said no: re-read the chain, try later) 
 
 from __future__ import annotations
 
+import fcntl
 import json
 import logging
 import os
@@ -138,6 +139,13 @@ class ClientState:
     def __init__(self, folder: str | Path, address: str, voting: str, chain_id: int):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        # one process per state folder: a second one would not see the first one's pending sends
+        self._lock = open(self.folder / ".lock", "w")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._lock.close()
+            raise RuntimeError(f"another client is running with the state folder {self.folder}") from None
         self.path = self.folder / "state.json"
         self.journal = self.folder / "journal.jsonl"
         identity = {"address": address, "voting": voting.lower(), "chain_id": chain_id}
@@ -152,6 +160,10 @@ class ClientState:
         else:
             self.data = {**identity, "ballots": {}, "adopted_round": 0, "global_hash": ""}
             self._write()
+
+    def close(self) -> None:
+        """Release the folder (a process that exits releases it too)."""
+        self._lock.close()
 
     def ballot(self, round_id: int) -> dict | None:
         return self.data["ballots"].get(str(round_id))
@@ -261,8 +273,8 @@ class Participant:
         self.me = ledger.address
         self._models: dict[bytes, dict] = {}
         self._turn_started: dict[tuple[str, int], float] = {}
-        self._failed: dict[tuple[str, int], int] = {}
         self.done = False
+        self.leaving = False
 
     # ------------------------------------------------------------ lifecycle
     def warm_up(self) -> None:
@@ -294,6 +306,40 @@ class Participant:
         self._send("deposit", 0, self.ledger.deposit, amount)
         log.info("staked %s tokens", self.config.stake)
 
+    def leave(self, should_stop: Callable[[], bool] = lambda: False) -> int:
+        """Withdraw the whole stake and return the amount. Free stake goes at once; stake locked in
+        the live round is earned back by acting in it until it is settled (leaving early would get
+        it slashed), then withdrawn. This client opens no more rounds; once its free stake is gone
+        the next draw that picks it removes it without a slash."""
+        self.leaving = True
+        withdrawn, told = 0, False
+        backoff = Backoff()
+        while not should_stop():
+            try:
+                info = self.ledger.stake()
+                free = info["stake"] - info["locked"]
+                if free > 0:
+                    if self._send("withdraw", 0, self.ledger.withdraw, free):
+                        withdrawn += free
+                elif info["stake"] == 0:
+                    log.info("left: withdrew %s tokens", _tokens(withdrawn))
+                    return withdrawn
+                else:
+                    if not told:
+                        log.info("%s tokens locked in the live round; acting until it is settled",
+                                 _tokens(info["locked"]))
+                        told = True
+                    self.step()
+                backoff.reset()
+                delay = self.config.poll_seconds
+            except Exception as exc:  # noqa: BLE001
+                if self.classify(exc) != "transient":
+                    raise
+                delay = backoff.next()
+                log.warning("node unreachable (%s); retrying in %.1f s", _short(exc), delay)
+            time.sleep(delay)
+        return withdrawn
+
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
         """Poll and act until `until_round` is settled, this client is removed, or `should_stop()`."""
         backoff = Backoff()
@@ -316,11 +362,11 @@ class Participant:
         if view is None or view.settled:
             if view is not None:
                 self.adopt(view)
-            if self.config.until_round is not None and r >= self.config.until_round:
+            if self.config.until_round is not None and r >= self.config.until_round and not self.leaving:
                 log.info("round %d settled; --until-round reached, stopping", r)
                 self.done = True
                 return
-            if self._check_still_active():
+            if self._check_still_active() and not self.leaving:
                 self.maybe_open(r)
             return
         now = int(self.clock())
@@ -480,18 +526,21 @@ class Participant:
 
     # ------------------------------------------------------------ sending
     def _send(self, action: str, round_id: int, method, *args, detail: dict | None = None) -> bool:
-        """Send one transaction; a revert is logged and left for the next poll to re-read the chain."""
+        """Send one transaction; a revert is logged and left for the next poll to re-read the chain.
+
+        The journal gets a "sending" entry before and a "sent" / "reverted" entry after, so even a
+        client killed while its transaction is in flight leaves a record of the attempt."""
+        self.state.record(action, round_id, "", status="sending")
         try:
             tx = method(*args)
         except Exception as exc:  # noqa: BLE001
             if self.classify(exc) != "revert":
                 raise
-            key = (action, round_id)
-            self._failed[key] = self._failed.get(key, 0) + 1
+            self.state.record(action, round_id, "", status="reverted", reason=_short(exc))
             log.info("round %d: %s not done: %s (the chain moved on or another client did it)",
                      round_id, action, _short(exc))
             return False
-        self.state.record(action, round_id, tx, **(detail or {}))
+        self.state.record(action, round_id, tx, status="sent", **(detail or {}))
         log.info("round %d: %s sent (tx %s)%s", round_id, action, tx[:12],
                  "".join(f" {k}={v if not isinstance(v, str) else v[:12]}" for k, v in (detail or {}).items()))
         return True

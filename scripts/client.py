@@ -44,12 +44,14 @@ from ape.cli import ConnectedProviderCommand, account_option
               help="Seconds between two clients' turns to open or settle a round (avoids racing).")
 @click.option("--wait-for", default=2, show_default=True, type=click.IntRange(min=2),
               help="Open the first round only once this many clients have staked.")
+@click.option("--leave", is_flag=True,
+              help="Withdraw this account's whole stake and exit (after the live round if its stake is locked in it).")
 @click.option("--threads", default=1, show_default=True, type=click.IntRange(min=1),
               help="Torch CPU threads (one keeps many clients on one machine from starving each other).")
 @click.option("--until-round", default=None, type=click.IntRange(min=1),
               help="Exit once this round is settled (default: run until stopped).")
 def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, malicious, attack, epsilon, score,
-        local_epochs, lr, seed, poll_seconds, turn_seconds, wait_for, threads, until_round):
+        local_epochs, lr, seed, poll_seconds, turn_seconds, wait_for, leave, threads, until_round):
     """Join the deployment recorded for --network and take part in every round: stake (minting the
     local test token first), propose when drawn as a proposer, commit and reveal a vote when drawn as
     a voter, open and settle rounds in turn with the other clients, and adopt each recorded global
@@ -138,6 +140,9 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
     stopping = []
     signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
+        if leave:
+            participant.leave(should_stop=lambda: bool(stopping))
+            return
         _with_retry(participant.join, onchain.classify_error, log)
         participant.run(should_stop=lambda: bool(stopping))
     except KeyboardInterrupt:

@@ -9,7 +9,8 @@ with its own account, data shard and state folder, running until round 3 is sett
   Meanwhile a second `ape run deploy` (refused) and a client pointed at a contract that is
   not ours (refused before staking) run beside the fleet.
 - Round 3: another voter is killed right after its commit is on chain and restarted at once
-  with the same state folder; it must reveal the saved ballot and send nothing twice.
+  with the same state folder; it must reveal the saved ballot and send nothing twice. The
+  killed client of round 2 comes back with `--leave` and withdraws its whole stake.
 The tests then read the chain (web3, not Ape: the test session's own provider is the
 embedded chain) and the clients' state folders.
 """
@@ -184,6 +185,7 @@ def scenario(tmp_path_factory):
 
         # Round 3: restart a live voter right after its commit is on chain.
         wait_until(lambda: voting.functions.currentRoundId().call() >= 3, 120, "round 3 to open", procs)
+        procs.start("leave", client_argv(victim) + ["--leave"], env)
         voters_3 = [number_of[a] for a in voting.functions.votersOf(3).call()]
         restarted = next(n for n in voters_3 if n != victim)
         wait_until(lambda: voting.functions.getParticipant(3, accounts[restarted]).call()[1], 60,
@@ -193,10 +195,10 @@ def scenario(tmp_path_factory):
         procs.start(f"client-{restarted}", client_argv(restarted), env)
 
         # Everyone still running stops by itself once round 3 is settled.
-        for name in [f"client-{n}" for n in range(1, CLIENTS + 1) if n != victim] + ["deploy-again", "not-ours"]:
+        for name in [f"client-{n}" for n in range(1, CLIENTS + 1) if n != victim] + ["deploy-again", "not-ours", "leave"]:
             proc = procs.procs[name]
             wait_until(lambda: proc.poll() is not None, 120, f"{name} to finish", procs, poll=0.5)
-        side_results = {name: (procs.log_text(name), procs.procs[name].returncode) for name in ("deploy-again", "not-ours")}
+        side_results = {name: (procs.log_text(name), procs.procs[name].returncode) for name in ("deploy-again", "not-ours", "leave")}
         yield {
             "folder": folder, "uri": uri, "w3": w3, "record": record, "procs": procs, "accounts": accounts,
             "victim": victim, "killed_at": killed_at, "proposal_deadline_2": proposal_deadline_2,
@@ -272,11 +274,12 @@ def test_decentralised__others_go_on_and_tokens_conserved(scenario):
     assert wallets + registry_balance + pool_balance == CLIENTS * INITIAL_STAKE * UNITS
     assert registry_balance == stakes == registry.functions.totalStaked().call()
 
-    # each client's stake is its initial stake plus its settled rewards minus its slashes
+    # each client's stake plus wallet is its initial stake plus its settled rewards minus its slashes
     for address in clients:
         change = sum(e[3] - e[2] for r in range(1, ROUNDS + 1) for a, e in _settled_events(scenario, r).items()
                      if a == address)
-        assert registry.functions.stakeOf(address).call() == INITIAL_STAKE * UNITS + change, address
+        held = registry.functions.stakeOf(address).call() + token.functions.balanceOf(address).call()
+        assert held == INITIAL_STAKE * UNITS + change, address
 
 
 def test_decentralised__restarted_voter__reveals_without_acting_twice(scenario):
@@ -285,16 +288,32 @@ def test_decentralised__restarted_voter__reveals_without_acting_twice(scenario):
     address = scenario["accounts"][n]
     journal = [json.loads(line) for line in (scenario["folder"] / f"state-{n}" / "journal.jsonl").read_text().splitlines()]
 
-    sent = [(e["action"], e["round"]) for e in journal]
+    attempts = [(e["action"], e["round"]) for e in journal if e["status"] == "sending"]
+    sent = [(e["action"], e["round"]) for e in journal if e["status"] == "sent"]
     participant = voting.functions.getParticipant(3, address).call()
     second_life = scenario["procs"].logs[f"client-{n}"][-1].read_text()
 
     assert scenario["restarted_state"][1] is True and scenario["restarted_state"][2] is False  # committed, not revealed
     assert participant[2] is True  # revealed after the restart
-    assert sent.count(("commit", 3)) == 1 and sent.count(("reveal", 3)) == 1
-    assert len(sent) == len(set(sent))  # nothing was sent twice, in any round
-    assert sent.count(("deposit", 0)) == 1
+    # killed while its commit was in flight: one attempt, whose confirmation it did not live to log
+    assert attempts.count(("commit", 3)) == 1 and attempts.count(("reveal", 3)) == 1
+    assert ("reveal", 3) in sent
+    assert len(attempts) == len(set(attempts))  # nothing was attempted twice, in any round
+    assert attempts.count(("deposit", 0)) == 1
     assert "already staked" in second_life and "commit sent" not in second_life and "reveal sent" in second_life
+
+
+def test_client_leave__withdraws_the_whole_stake(scenario):
+    w3, record = scenario["w3"], scenario["record"]
+    registry = contract(w3, "StakeRegistry", record["registry"])
+    token = contract(w3, "TestToken", record["token"])
+    address = scenario["accounts"][scenario["victim"]]
+    output, code = scenario["side"]["leave"]
+
+    assert code == 0, output[-2000:]
+    assert "left: withdrew" in output
+    assert registry.functions.stakeOf(address).call() == 0
+    assert token.functions.balanceOf(address).call() > 0
 
 
 def test_decentralised__clients_hold_the_recorded_global_model(scenario):
