@@ -275,6 +275,7 @@ class Participant:
         self._turn_started: dict[tuple[str, int], float] = {}
         self.done = False
         self.leaving = False
+        self._missing_warned = 0
 
     # ------------------------------------------------------------ lifecycle
     def warm_up(self) -> None:
@@ -507,7 +508,9 @@ class Participant:
             return
         h, model = self.global_model()
         if model is None:
-            log.warning("round %d settled with model %s, not (yet) in the store", view.round_id, h.hex()[:12])
+            if self._missing_warned != view.round_id:
+                log.warning("round %d settled with model %s, not (yet) in the store", view.round_id, h.hex()[:12])
+                self._missing_warned = view.round_id
             return
         outcome = self.ledger.settlement_of(view.round_id, self.from_block)
         stake = self.ledger.stake()

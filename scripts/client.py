@@ -149,6 +149,13 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
         stopping.append(True)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
+    except Exception:
+        # a node restarted without its state answers, but our contracts are gone: say so
+        try:
+            onchain.check_contract("voting", str(protocol.voting.address), exact=False)
+        except onchain.ContractCheckError as gone:
+            raise click.ClickException(str(gone)) from None
+        raise
     log.info("stopped%s; stake stays in the registry, state in %s",
              " on request" if stopping else "", folder)
 
@@ -170,7 +177,15 @@ def _with_retry(action, classify, log, attempts: int = 8):
             time.sleep(delay)
 
 
+class _DropRepeatedKeyWarning(logging.Filter):
+    """Ape warns "Using cached key for <alias>" on every transaction of an unlocked keyfile account."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("Using cached key")
+
+
 def _configure_logging(address: str) -> None:
+    logging.getLogger("ape").addFilter(_DropRepeatedKeyWarning())
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(logging.Formatter(f"%(asctime)s {address[:8]} %(levelname)s %(message)s", "%H:%M:%S"))
     logger = logging.getLogger("stakefl")
