@@ -33,7 +33,7 @@ import os
 import random
 import secrets
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -44,9 +44,9 @@ import torch
 from fl.behaviours import behaviour_for, decide_vote, make_proposal
 from fl.data import ClientData, DataError, Split, _split_rows, load_lending_club, make_federated_data
 from fl.model import evaluate, init_model, load_state, score, state_of
-from fl.simulation import ZERO_HASH, build_aggregate, derived_seed
+from fl.simulation import build_aggregate, derived_seed
 from fl.store import StoreError, UpdateStore, hash_state
-from fl.votes import Decision, Role, RoundState, Vote, commitment_for
+from fl.votes import Role, RoundState, Vote, commitment_for
 
 log = logging.getLogger("stakefl.client")
 TOKEN_UNITS = 10**18
@@ -287,11 +287,11 @@ class Participant:
         self._score(self.initial_state)
 
     def join(self) -> None:
-        """Stake `config.stake` tokens unless this account already has stake (never twice)."""
+        """Stake `config.stake` tokens unless this account already has stake (so never twice)."""
         info = self.ledger.stake()
         if info["removed"]:
             raise RuntimeError(f"{self.me} was removed from the protocol for good (stake left: {info['stake']})")
-        if info["active"]:
+        if info["stake"] > 0:
             log.info("already staked: %s tokens (%s locked)", _tokens(info["stake"]), _tokens(info["locked"]))
             return
         amount = round(self.config.stake * TOKEN_UNITS)
