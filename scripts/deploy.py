@@ -89,9 +89,13 @@ def cli(account, token, deployments, force, model_seed, features, store, **param
     if token is not None:
         try:
             token_contract = onchain.check_contract("token", token, exact=False)
+        except onchain.ContractCheckError:
+            raise click.ClickException(f"--token {token}: there is no contract at that address on {network}") from None
+        try:
             token_contract.balanceOf(account.address)
+            token_contract.totalSupply()
         except Exception as exc:  # noqa: BLE001 - any failure means "not an ERC-20 here"
-            raise click.ClickException(f"--token {token} is not an ERC-20 on {network}: {exc}") from None
+            raise click.ClickException(f"--token {token} does not answer as an ERC-20 on {network}: {exc}") from None
 
     if features is None:
         try:
