@@ -27,6 +27,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from fl.experiment import EXPERIMENT_FILE, MAIN_METHODS, ONCHAIN_FILE, SWEEP_FILE  # noqa: E402
+from fl.report_images import image_task_lines, sweep_label, voter_score  # noqa: E402
 
 LAST_ROUNDS = 50  # the paper's "mean accuracy of the last 50 epochs"
 METRICS = ("test_accuracy", "test_balanced_accuracy", "test_auroc")
@@ -526,7 +527,7 @@ def task_section(sweep: Sweep, figures: Path, out: Path) -> list[str]:
         f"{', '.join(f'{r:g}' for r in sweep.ratios)}; stake {config['stake']:g}, proposer stake "
         f"{config['proposer_stake']:g}, voter stake {config['voter_stake']:g}, proposer reward "
         f"{config['proposer_reward']:g}, proposer fraction {config['proposer_fraction']:g}, epsilon "
-        f"{config['epsilon']:g}, voters' score `{config['score']}`, attack `{config['attack']}`, "
+        f"{config['epsilon']:g}, voters' score `{voter_score(config)}`, attack `{config['attack']}`, "
         f"{config['local_epochs']} local epoch(s), lr {config['lr']:g}"
         + (f", Dirichlet alpha {config['dirichlet_alpha']:g}" if task != "lending" else "") + ".",
         "",
@@ -623,15 +624,16 @@ def saturation_notes(sweep: Sweep) -> list[str]:
     accuracies = sorted({round(_float(row["test_accuracy"]), 4) for row in constant})
     protocol = [row for r in sweep.main if r.method == "protocol" for row in r.rows]
     lines = ["### Reading these numbers", ""]
-    lines.append(
-        f"- In {len(constant) / len(rows):.0%} of all {len(rows):,} recorded rounds (all methods) the global model "
-        "predicted one class for every test row (balanced accuracy exactly 0.5)"
-        + (f"; its test accuracy is then the share of that class, {', '.join(f'{a:.3f}' for a in accuracies[:3])}."
-           if accuracies else ".")
-        + " Plain accuracy cannot separate the methods when it sits at that floor; AUROC (threshold-free) and "
-        "balanced accuracy can."
-    )
-    score = (sweep.main[0].config.get("score") if sweep.main else None) or "accuracy"
+    if sweep.main[0].task == "lending":  # the one-class floor below is the binary task's
+        lines.append(
+            f"- In {len(constant) / len(rows):.0%} of all {len(rows):,} recorded rounds (all methods) the global model "
+            "predicted one class for every test row (balanced accuracy exactly 0.5)"
+            + (f"; its test accuracy is then the share of that class, {', '.join(f'{a:.3f}' for a in accuracies[:3])}."
+               if accuracies else ".")
+            + " Plain accuracy cannot separate the methods when it sits at that floor; AUROC (threshold-free) and "
+            "balanced accuracy can."
+        )
+    score = voter_score(sweep.main[0].config) if sweep.main else "accuracy"
     if protocol:
         rejected = sum(row["decision"] == "rejected" for row in protocol)
         poisoned = sum(int(row["malicious_proposers"]) > 0 for row in protocol)
@@ -672,9 +674,11 @@ def write_report(folders: Sequence[Path], out: Path, preamble: str | None = None
         raise ValueError(f"no finished runs under {', '.join(str(f) for f in folders)}: run `ape run experiment sweep` first")
     by_task: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
-        by_task[run.task].append(run)
+        by_task[sweep_label(run.task, run.config)].append(run)  # image tasks: one sweep per Dirichlet alpha
     order = sorted(by_task, key=lambda t: (t != "lending", t))
     sweeps = [Sweep(by_task[t]) for t in order]
+    for sweep, label in zip(sweeps, order):
+        sweep.task = label
     results_args = " ".join(f"--results {f}" for f in folders)
     lines = [
         "# Results: reproducing Dong et al. (IEEE TAI 2024)",
@@ -700,6 +704,8 @@ def write_report(folders: Sequence[Path], out: Path, preamble: str | None = None
     lines += ["Sweep time:", ""] + (sweep_time_lines(folders) or ["- not recorded"]) + [""]
     for sweep in sweeps:
         lines += task_section(sweep, figures, out)
+        if sweep.main and sweep.main[0].task != "lending":
+            lines += image_task_lines(sweep, sweeps)
     csv_path = write_table_csv(sweeps, figures / "tables.csv")
     lines += [f"All table cells as CSV: [{csv_path.relative_to(out).as_posix()}]({csv_path.relative_to(out).as_posix()}).", ""]
     lines += [f"_Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC._", ""]

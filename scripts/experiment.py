@@ -169,9 +169,10 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
 
 
 @cli.command(short_help="Write docs/RESULTS.md, its tables and figures from recorded runs")
-@click.option("--results", "results", multiple=True, default=["results/lending"], show_default=True,
+@click.option("--results", "results", multiple=True, default=(),
               type=click.Path(exists=True, file_okay=False),
-              help="Sweep folder(s) to read (repeat for several tasks); runs are grouped by their task.")
+              help="Sweep folder(s) to read (repeat for several tasks); runs are grouped by their task. "
+                   "Default: every folder under results/ that holds a sweep.json (lending, fmnist, ...).")
 @click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False),
               help="Folder for RESULTS.md; figures go to <out>/figures.")
 def report(results, out):
@@ -180,5 +181,9 @@ def report(results, out):
     <out>/figures, plus the tables as CSV. Nothing is drawn by hand: rerun after any sweep."""
     from fl.report import write_report
 
+    if not results:
+        results = sorted(str(p.parent) for p in Path("results").glob("*/sweep.json"))
+        if not results:
+            raise click.UsageError("no sweep folders under results/: run `ape run experiment sweep` first")
     path = write_report([Path(r) for r in results], Path(out))
     click.echo(f"wrote {path}")
