@@ -8,12 +8,17 @@ history is read back from the contracts' events.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import secrets
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from ape import chain, project
+from eth_account import Account
+from eth_utils import keccak
 from ape.api import AccountAPI
 
 from fl import txpath
@@ -231,15 +236,19 @@ class ProtocolChain:
         """A view call: Ape's on its own path; on the fast path one raw eth_call decoded with the ABI."""
         if self.sender is None:
             return getattr(contract, name)(*args)
-        item = self._view_abis.get((str(contract.address), name, len(args)))
-        if item is None:
-            (item,) = [
-                f.model_dump(mode="json") for f in contract.contract_type.view_methods
-                if f.name == name and len(f.inputs) == len(args)
-            ]
-            self._view_abis[(str(contract.address), name, len(args))] = item
-        data = self.sender.transport.call(str(contract.address), txpath.encode_call(item, args))
+        item = self._abi_of(contract, name, len(args), view=True)
+        data = self.sender.transport.call(str(contract.address), txpath.encode_call(item, [_abi_arg(v) for v in args]))
         return txpath.decode_output(item, data)
+
+    def _abi_of(self, contract, name: str, arity: int, view: bool) -> dict:
+        """The ABI entry of `contract.name` taking `arity` arguments (as a plain dict, cached)."""
+        key = (str(contract.address), name, arity)
+        item = self._view_abis.get(key)
+        if item is None:
+            methods = contract.contract_type.view_methods if view else contract.contract_type.mutable_methods
+            (item,) = [f.model_dump(mode="json") for f in methods if f.name == name and len(f.inputs) == arity]
+            self._view_abis[key] = item
+        return item
 
     def state(self, round_id: int) -> RoundState:
         return RoundState(int(self.voting.state(round_id)))
@@ -297,11 +306,11 @@ class ProtocolChain:
             return out
         if not calls:
             return []
-        method = getattr(contract, name)
         to = str(contract.address)
         gas = GAS_LIMITS.get(name, 0)  # 0: the block's gas budget (single calls that grow with the clients)
+        item = self._abi_of(contract, name, len(calls[0][1]), view=False)
         batch = [
-            txpath.Call(str(a.address), self._key(a), to, bytes(method.encode_input(*args)), gas, name=name)
+            txpath.Call(str(a.address), self._key(a), to, txpath.encode_call(item, [_abi_arg(v) for v in args]), gas, name=name)
             for a, args in calls
         ]
         out = []
@@ -349,6 +358,13 @@ class ProtocolChain:
             )
 
 
+def _abi_arg(value):
+    """An argument as eth_abi takes it: Ape accounts and contracts by their address."""
+    if isinstance(value, (bytes, int, str)):
+        return value
+    return str(getattr(value, "address", value))
+
+
 def _abi_dicts(contract_type) -> list[dict]:
     return [item.model_dump(mode="json") for item in contract_type.abi]
 
@@ -369,8 +385,11 @@ def deployer_account() -> AccountAPI:
     return accounts.test_accounts[0]
 
 
+CLIENT_ACCOUNT_OFFSET = 10_000  # Ape test-account indices of simulated clients (beyond the mnemonic's)
+
+
 def development_accounts(count: int, funder: AccountAPI, ether_each: int = 10**20) -> list[AccountAPI]:
-    """`count` new Ape test accounts (deterministic from the configured mnemonic), each funded with ether."""
+    """`count` simulated clients' Ape test accounts (keys derived from the index), each funded with ether."""
     from ape import accounts
 
     if not chain.provider.network.is_local:
@@ -379,8 +398,11 @@ def development_accounts(count: int, funder: AccountAPI, ether_each: int = 10**2
             "for a public network use `ape run deploy` and `ape run client`"
         )
     created = []
-    for _ in range(count):
-        account = accounts.test_accounts.generate_test_account()
+    for index in range(count):
+        # keys derived from the client index: the same clients in every run and every process
+        key = keccak(b"stakefl simulated client %d" % index)
+        address = Account.from_key(key).address
+        account = accounts.init_test_account(CLIENT_ACCOUNT_OFFSET + index, address, "0x" + key.hex())
         try:
             account.balance = ether_each
         except NotImplementedError:  # the embedded provider cannot set balances: send ether instead
@@ -424,10 +446,76 @@ def quiet_logging() -> None:
 REPRODUCIBLE_START = 4_000_000_000  # unix seconds (year 2096): later than any real clock
 
 
+class _SeededEntropy:
+    """Stands in for `os` inside eth-tester's py-evm backend: `urandom` (its per-block prevrandao)
+    comes from a hash chain, so the embedded chain's block hashes repeat run to run."""
+
+    def __init__(self, seed: int = 0):
+        self.reseed(seed)
+
+    def reseed(self, seed: int) -> None:
+        self._state = hashlib.sha256(b"stakefl prevrandao %d" % seed).digest()
+
+    def urandom(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            self._state = hashlib.sha256(self._state).digest()
+            out += self._state
+        return out[:n]
+
+    def __getattr__(self, name):
+        return getattr(os, name)
+
+
+_ENTROPY = _SeededEntropy()
+
+
+def make_embedded_chain_reproducible() -> None:
+    """Make the embedded (py-evm) chain deterministic; call before the provider connects.
+
+    eth-tester takes the genesis time from the wall clock and each block's prevrandao from
+    os.urandom; both feed `blockhash`, which the round seed uses. Here the genesis time is
+    fixed and prevrandao comes from `_ENTROPY` (reseeded per run by `reseed_embedded_chain`).
+    Other chains are untouched: their randomness is the real one.
+    """
+    from eth_tester.backends.pyevm import main as pyevm
+
+    original = pyevm.get_default_genesis_params
+    if getattr(original, "reproducible", False):
+        return
+
+    def fixed_genesis(overrides=None):
+        return {**original(overrides), "timestamp": REPRODUCIBLE_START - 10_000}
+
+    fixed_genesis.reproducible = True
+    pyevm.get_default_genesis_params = fixed_genesis
+    pyevm.os = _ENTROPY
+
+
+def reseed_embedded_chain(seed: int) -> None:
+    """Restart the embedded chain's prevrandao stream from `seed` (no effect elsewhere)."""
+    _ENTROPY.reseed(seed)
+
+
+@contextmanager
+def isolated_embedded_run(seed: int):
+    """On the embedded chain: reseed its randomness, run, then restore the chain as it was."""
+    if chain.provider.name != "test":
+        yield
+        return
+    make_embedded_chain_reproducible()  # idempotent; the genesis part only acts before connecting
+    snapshot = chain.snapshot()
+    reseed_embedded_chain(seed)
+    try:
+        yield
+    finally:
+        chain.restore(snapshot)
+
+
 def pin_clock() -> bool:
     """On the embedded chain, start from a fixed timestamp, so block times and deadlines depend
-    only on the transactions sent (the round seed uses prevrandao, which is 0 there), and a
-    seeded run repeats exactly. Returns False where the clock is not pinned (anvil, live nets)."""
+    only on the transactions sent (with `make_embedded_chain_reproducible`, so do block hashes),
+    and a seeded run repeats exactly. Returns False where the clock is not pinned (anvil, live nets)."""
     if chain.provider.name != "test" or chain.pending_timestamp >= REPRODUCIBLE_START:
         return False
     chain.pending_timestamp = REPRODUCIBLE_START

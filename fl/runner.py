@@ -36,7 +36,16 @@ def protocol_params(config: SimulationConfig) -> onchain.ProtocolParams:
 
 
 def run_simulation(config: SimulationConfig, folder: Path, progress: bool = True, keep_updates: bool = False) -> dict:
-    """Run one simulation into `folder` and return its summary (also written to summary.json)."""
+    """Run one simulation into `folder` and return its summary (also written to summary.json).
+
+    On the embedded chain the run starts from a snapshot that is restored afterwards, so runs
+    in one process do not see each other and a seeded run repeats exactly.
+    """
+    with onchain.isolated_embedded_run(config.seed):
+        return _run_simulation(config, folder, progress, keep_updates)
+
+
+def _run_simulation(config: SimulationConfig, folder: Path, progress: bool, keep_updates: bool) -> dict:
     started = time.perf_counter()
     onchain.quiet_logging()
     # The models are tiny: torch's intra-op threads only contend (measured: local training 4 ms

@@ -12,7 +12,10 @@ from pathlib import Path
 import click
 from ape.cli import ConnectedProviderCommand
 
+from fl.chain import make_embedded_chain_reproducible
 from fl.simulation import SimulationConfig
+
+make_embedded_chain_reproducible()  # before `ape run` connects the embedded chain
 
 DEFAULTS = SimulationConfig()
 

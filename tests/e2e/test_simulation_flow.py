@@ -153,6 +153,19 @@ def test_simulate_cli__same_seed_same_results(tmp_path):
     assert outputs[0] == outputs[1]
 
 
+def test_run_simulation__twice_in_one_process__identical(tmp_path):
+    """Each run restores the embedded chain afterwards, so a second run repeats the first."""
+    config = SimulationConfig(clients=6, rounds=2, malicious_ratio=0.34, seed=4)
+
+    runs = [run_simulation(config, tmp_path / name, progress=False) for name in ("a", "b")]
+
+    expected, actual = (
+        [{k: v for k, v in r.items() if k != "seconds"} for r in read_metrics(tmp_path / name)] for name in ("a", "b")
+    )
+    assert actual == expected
+    assert runs[0]["global_model_hash_onchain"] == runs[1]["global_model_hash_onchain"]
+
+
 def test_simulate_cli__missing_data_file__one_line_error(tmp_path):
     result = subprocess.run(
         [APE, "run", "simulate", "--rounds", "1", "--data-file", str(tmp_path / "nope.csv"),
