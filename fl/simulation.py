@@ -195,7 +195,7 @@ class ScoreCache:
         self.score_name = score_name
         self.evaluate = evaluate  # the task's evaluation (fl.model.evaluate for lending)
         self._cache: dict[tuple[bytes, int], float] = {}
-        self._model: tuple[bytes, object] | None = None  # (hash, model) scored last
+        self._models: dict[bytes, object] = {}  # hash -> model, the few scored last (oldest first)
 
     def get(self, model_hash: bytes, state: dict, client: SimClient) -> float:
         key = (model_hash, client.index)
@@ -203,9 +203,12 @@ class ScoreCache:
             if self.evaluate is evaluate and self.score_name == "accuracy":
                 # One model object per hash for every voter: evaluation only reads it (eval mode,
                 # no_grad, mode restored), so each score equals one computed on a fresh copy.
-                if self._model is None or self._model[0] != model_hash:
-                    self._model = (model_hash, load_state(self.template, state))
-                self._cache[key] = exact_accuracy(self._model[1], client.data.val)  # the same number, without sklearn
+                model = self._models.get(model_hash)
+                if model is None:
+                    model = self._models[model_hash] = load_state(self.template, state)
+                    while len(self._models) > 4:  # a round scores the current model and the aggregate
+                        self._models.pop(next(iter(self._models)))
+                self._cache[key] = exact_accuracy(model, client.data.val)  # the same number, without sklearn
             else:
                 self._cache[key] = score(self.evaluate(load_state(self.template, state), client.data.val), self.score_name)
         return self._cache[key]

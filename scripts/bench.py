@@ -79,11 +79,14 @@ def cli(clients, rounds, embedded_rounds, raw_txs, gas_clients, memory_clients, 
         scratch = Path(scratch)
         click.echo(f"anvil {node.version} on {node.uri} (pid {node.process.pid})")
         click.echo(f"(a) plain JSON-RPC loop, {raw_txs} transfers ...")
-        results["a_raw"] = raw_rpc_loop(node.uri, raw_txs)
+        clock = CpuClock(node.process.pid)
+        results["a_raw"] = raw_rpc_loop(node.uri, raw_txs, clock)
         click.echo(f"(b, c) simulation on anvil, {clients} clients, {rounds} rounds ...")
-        results["c_anvil"] = timed_simulation("ethereum:local:foundry", node.uri, clients, rounds, scratch / "anvil")
+        results["c_anvil"] = timed_simulation("ethereum:local:foundry", node.uri, clients, rounds, scratch / "anvil", clock)
         click.echo(f"(c) simulation on the embedded chain, {clients} clients, {embedded_rounds} rounds ...")
-        results["c_embedded"] = timed_simulation("ethereum:local:test", None, clients, embedded_rounds, scratch / "embedded")
+        results["c_embedded"] = timed_simulation(
+            "ethereum:local:test", None, clients, embedded_rounds, scratch / "embedded", CpuClock(None)
+        )
         click.echo(f"(d) plain FedAvg, {clients} clients, {rounds} rounds ...")
         results["d_fedavg"] = timed_fedavg(clients, rounds, scratch / "fedavg")
         click.echo(f"gas of a round at {gas_clients} registered clients ...")
@@ -157,6 +160,28 @@ class AnvilNode:
                 self.process.wait()
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of this process, or of process `pid` (from /proc)."""
+    if pid is None:
+        return time.process_time()
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+class CpuClock:
+    """CPU seconds of this process plus the node's: on a loaded machine wall time mostly measures
+    the others; the CPU the work itself took does not (the pipeline is serial: one waits for the other)."""
+
+    def __init__(self, node_pid: int | None):
+        self.node_pid = node_pid
+
+    def now(self) -> tuple[float, float]:
+        return cpu_seconds(), (cpu_seconds(self.node_pid) if self.node_pid else 0.0)
+
+
 def dev_keys(count: int) -> list:
     """The first `count` accounts of the test mnemonic (anvil funds them), as eth_account accounts."""
     from eth_account import Account
@@ -166,7 +191,7 @@ def dev_keys(count: int) -> list:
 
 
 # ---------------------------------------------------------------------- (a)
-def raw_rpc_loop(uri: str, count: int, senders: int = 10) -> dict:
+def raw_rpc_loop(uri: str, count: int, clock: "CpuClock", senders: int = 10) -> dict:
     """(a): `count` ether transfers of 1 wei, round-robin from `senders` funded accounts, each
     signed with eth_account just before sending (EIP-1559, gas 21,000, nonces counted locally),
     sent with eth_sendRawTransaction over one keep-alive `requests` session, then
@@ -189,6 +214,7 @@ def raw_rpc_loop(uri: str, count: int, senders: int = 10) -> dict:
     nonces = [int(rpc("eth_getTransactionCount", [a.address, "pending"]), 16) for a in accounts]
     base_fee = int(rpc("eth_getBlockByNumber", ["latest", False])["baseFeePerGas"], 16)
     target = "0x000000000000000000000000000000000000dEaD"
+    cpu_before = clock.now()
     started = time.perf_counter()
     for i in range(count):
         k = i % senders
@@ -202,7 +228,10 @@ def raw_rpc_loop(uri: str, count: int, senders: int = 10) -> dict:
         if int(receipt["status"], 16) != 1:
             raise RuntimeError(f"transfer {tx_hash} failed")
     seconds = time.perf_counter() - started
-    return {"transactions": count, "seconds": round(seconds, 3), "tx_per_s": round(count / seconds, 1)}
+    cpu = [b - a for a, b in zip(cpu_before, clock.now())]
+    return {"transactions": count, "seconds": round(seconds, 3), "tx_per_s": round(count / seconds, 1),
+            "cpu_seconds_client": round(cpu[0], 3), "cpu_seconds_node": round(cpu[1], 3),
+            "tx_per_cpu_s": round(count / sum(cpu), 1) if sum(cpu) else None}
 
 
 # ---------------------------------------------------------------------- (b), (c), (d)
@@ -220,7 +249,7 @@ def _round_rates(records_seconds: list[float]) -> dict:
     }
 
 
-def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, folder: Path) -> dict:
+def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, folder: Path, clock: "CpuClock") -> dict:
     """`ape run simulate`'s run (fl.runner.run_simulation) at paper defaults, timed per round;
     the adapter's own send time per call (fl.chain.ADAPTER_STATS) gives (b)."""
     from ape import networks
@@ -232,9 +261,22 @@ def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, f
         from fl.runner import run_simulation
         from fl.simulation import SimulationConfig
 
+        from fl.recorder import RunRecorder
+
         before = {k: list(v) for k, v in onchain.ADAPTER_STATS.items()}
+        marks = []  # CPU clock after every round (the recorder is called once per settled round)
+        original = RunRecorder.record_round
+
+        def record_round(self, *args, **kwargs):
+            original(self, *args, **kwargs)
+            marks.append(clock.now())
+
+        RunRecorder.record_round = record_round
         started = time.perf_counter()
-        summary = run_simulation(SimulationConfig(clients=clients, rounds=rounds, seed=0), folder, progress=False)
+        try:
+            summary = run_simulation(SimulationConfig(clients=clients, rounds=rounds, seed=0), folder, progress=False)
+        finally:
+            RunRecorder.record_round = original
         wall = time.perf_counter() - started
         stats = {
             k: [v[0] - before.get(k, [0, 0.0])[0], v[1] - before.get(k, [0, 0.0])[1]]
@@ -250,6 +292,7 @@ def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, f
         "clients": clients,
         **_round_rates(seconds),
         "wall_seconds_with_setup": round(wall, 2),
+        **_cpu_rates(marks, "node" if uri else None),
         "adapter": {k: {"transactions": v[0], "seconds": round(v[1], 4), "tx_per_s": round(v[0] / v[1], 1) if v[1] else None}
                     for k, v in sorted(stats.items())},
         "protocol_transactions": protocol_tx,
@@ -265,6 +308,20 @@ def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, f
     }
 
 
+def _cpu_rates(marks: list[tuple[float, float]], node: str | None) -> dict:
+    """Rounds per CPU second (this process + the node) over rounds 2.. (between round marks)."""
+    if len(marks) < 2:
+        return {}
+    own = marks[-1][0] - marks[0][0]
+    other = marks[-1][1] - marks[0][1]
+    n = len(marks) - 1
+    return {
+        "cpu_s_per_round_process": round(own / n, 4),
+        "cpu_s_per_round_node": round(other / n, 4) if node else 0.0,
+        "rounds_per_cpu_s": round(n / (own + (other if node else 0.0)), 3),
+    }
+
+
 def timed_fedavg(clients: int, rounds: int, folder: Path) -> dict:
     """(d): fl.baselines.run_fedavg, the same round loop, data, training and aggregation over a
     ledger in plain Python that accepts every aggregate (no chain, no votes)."""
@@ -274,8 +331,10 @@ def timed_fedavg(clients: int, rounds: int, folder: Path) -> dict:
 
     config = SimulationConfig(clients=clients, rounds=rounds, seed=0)
     data = load_federated_data(config)
-    records = run_fedavg(config, data, UpdateStore(str(folder / "updates"), durable=False))  # as fl.runner's
-    return {"clients": clients, **_round_rates([r.seconds for r in records])}
+    marks = []
+    records = run_fedavg(config, data, UpdateStore(str(folder / "updates"), durable=False),  # as fl.runner's
+                         on_round=lambda record, extra: marks.append((time.process_time(), 0.0)))
+    return {"clients": clients, **_round_rates([r.seconds for r in records]), **_cpu_rates(marks, None)}
 
 
 # ---------------------------------------------------------------------- gas and memory
@@ -357,6 +416,8 @@ def ratios(results: dict) -> dict:
     return {
         "b_over_a": round(b / a, 3) if a and b else None,
         "c_anvil_over_d": round(c / d, 3) if c and d else None,
+        "c_anvil_over_d_cpu": (round(results["c_anvil"]["rounds_per_cpu_s"] / results["d_fedavg"]["rounds_per_cpu_s"], 3)
+                               if results["c_anvil"].get("rounds_per_cpu_s") and results["d_fedavg"].get("rounds_per_cpu_s") else None),
         "target_b_over_a_0.5": bool(a and b and b / a >= 0.5),
         "target_4_rounds_per_s": bool(c and c >= 4),
     }
@@ -381,6 +442,14 @@ def table(results: dict) -> str:
         f"{'(c anvil)/(d)':58} {r['c_anvil_over_d']:>12}",
         f"{'protocol transactions per round':58} {ca['protocol_transactions_per_round']:>12}",
         f"{'share of round time in the adapter (anvil)':58} {ca['chain_share_of_round_time']:>12}",
+        "",
+        "per CPU second (this process + anvil; what an idle machine would reach if the work is serial):",
+        f"{'(a) plain loop, tx per CPU s':58} {a.get('tx_per_cpu_s')!s:>12}",
+        f"{'(c) anvil, rounds per CPU s':58} {ca.get('rounds_per_cpu_s')!s:>12}",
+        f"{'    CPU s per round: process / anvil':58} {ca.get('cpu_s_per_round_process')!s:>6} / {ca.get('cpu_s_per_round_node')}",
+        f"{'(c) embedded, rounds per CPU s':58} {ce.get('rounds_per_cpu_s')!s:>12}",
+        f"{'(d) plain FedAvg, rounds per CPU s':58} {d.get('rounds_per_cpu_s')!s:>12}",
+        f"{'(c anvil)/(d) per CPU s':58} {r.get('c_anvil_over_d_cpu')!s:>12}",
         "",
         "gas of one round (every proposer proposes, every voter commits and reveals):",
         f"{'clients':>8} {'proposers':>9} {'voters':>6} {'openRound':>10} {'propose':>8} {'commit':>7} "
