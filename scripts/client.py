@@ -17,7 +17,7 @@ from ape.cli import ConnectedProviderCommand, account_option
               help="Private data: lending:<index>/<count> (a share of the embedded Lending Club sample, "
                    "optionally lending:<i>/<n>@<kaggle.csv>) or a CSV of encoded features plus a 0/1 target column.")
 @click.option("--store", default="updates", show_default=True, metavar="FOLDER|URL",
-              help="The update store shared by all participants: a folder, or any fsspec URL (s3://bucket/x, memory://...).")
+              help="The update store shared by all participants: a folder, or any fsspec URL (s3://bucket/x, gcs://...; memory:// is per process).")
 @click.option("--state", "state_dir", default=None, type=click.Path(file_okay=False),
               help="This client's own folder (ballots, journal). Default: .client-state/<network>/<address>.")
 @click.option("--deployments", default=None, type=click.Path(dir_okay=False),
@@ -192,3 +192,8 @@ def _configure_logging(address: str) -> None:
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
     logger.propagate = False
+
+
+for _param in cli.params:  # account_option() takes no help text
+    if _param.name == "account":
+        _param.help = "This participant's Ape account: an alias from `ape accounts list`, or TEST::<n> on local chains."

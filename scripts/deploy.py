@@ -140,3 +140,8 @@ def _is_live(onchain, entry: dict, chain_id: int) -> bool:
     except onchain.ContractCheckError:
         return False
     return True
+
+
+for _param in cli.params:  # account_option() takes no help text
+    if _param.name == "account":
+        _param.help = "The deployer's Ape account: an alias from `ape accounts list`, or TEST::<n> on local chains."
