@@ -160,10 +160,13 @@ def scenario(tmp_path_factory):
             procs.start(f"client-{n}", client_argv(n), env)
         number_of = {accounts[n]: n for n in range(1, CLIENTS + 1)}
 
-        # Round 1: when every committed vote is revealed, stop the node and bring it back.
+        # Round 1: when every committed vote is revealed (or 4 s into the reveal period at the
+        # latest), stop the node and bring it back.
         def all_revealed():
+            if voting.functions.currentRoundId().call() < 1:
+                return False
             info = voting.functions.getRound(1).call()
-            return voting.functions.currentRoundId().call() >= 1 and info[10] > 0 and info[11] == info[10]
+            return (info[10] > 0 and info[11] == info[10]) or time.time() >= info[5] + 4
 
         wait_until(all_revealed, 150, "round 1 votes to be revealed", procs, poll=0.2)
         procs.kill("anvil", signal.SIGTERM)  # anvil dumps its state on exit
