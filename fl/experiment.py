@@ -24,6 +24,7 @@ skipped, so an interrupted sweep resumes where it stopped.
 
 from __future__ import annotations
 
+import fcntl
 import gzip
 import json
 import os
@@ -89,12 +90,14 @@ def plan_sweep(
     survival_ratio: float = 0.3,
     voter_ratio: float = 0.3,
     extra_seeds: Iterable[int] = (),
+    extra_rounds: int | None = None,
 ) -> list[RunSpec]:
     """Every run of the sweep, ordered seed by seed so a sweep cut short has whole seeds.
 
     `base` holds everything but ratio and seed (its `attack` is used for the main runs).
     Survival runs use `survival_stakes` other than `base.proposer_stake` at `survival_ratio`;
-    voter runs use attack "voter" at `voter_ratio`; both only for `extra_seeds`.
+    voter runs use attack "voter" at `voter_ratio`; both only for `extra_seeds`, only when the
+    protocol is among `methods`, and with `extra_rounds` rounds (default: `base.rounds`).
     """
     methods = list(methods)
     unknown = set(methods) - set(MAIN_METHODS)
@@ -111,14 +114,15 @@ def plan_sweep(
             if method in methods:
                 for ratio in ratios:
                     specs.append(RunSpec(method, "main", replace(base, malicious_ratio=ratio, seed=seed)))
-        if seed in extra_seeds:
+        if seed in extra_seeds and "protocol" in methods:
+            extra = replace(base, rounds=extra_rounds or base.rounds)
+            if voter_ratio > 0:
+                config = replace(extra, malicious_ratio=voter_ratio, seed=seed, attack="voter")
+                specs.append(RunSpec("protocol-voters", "voters", config))
             for stake in survival_stakes:
                 if stake != base.proposer_stake:
-                    config = replace(base, malicious_ratio=survival_ratio, seed=seed, proposer_stake=stake)
+                    config = replace(extra, malicious_ratio=survival_ratio, seed=seed, proposer_stake=stake)
                     specs.append(RunSpec(f"protocol-pstake{stake:g}", "survival", config))
-            if voter_ratio > 0:
-                config = replace(base, malicious_ratio=voter_ratio, seed=seed, attack="voter")
-                specs.append(RunSpec("protocol-voters", "voters", config))
     # baselines before chain runs within a seed keep the order above; nothing else to sort
     return specs
 
@@ -305,10 +309,35 @@ def _round_of(block: int, block_round: list[tuple[int, int]]) -> int | None:
 
 
 def update_sweep_log(results: Path, entry: dict) -> None:
-    """Append one session (command, start, end, runs made) to <results>/sweep.json."""
+    """Add or update one session (command, start, end, runs made) in <results>/sweep.json.
+
+    Sessions are keyed by (started, command); a lock file lets sweeps into one folder run at once.
+    """
     path = Path(results) / SWEEP_FILE
-    log = json.loads(path.read_text()) if path.is_file() else {"sessions": []}
-    sessions = [s for s in log["sessions"] if s.get("started") != entry.get("started")]
-    sessions.append(entry)
-    log["sessions"] = sessions
-    path.write_text(json.dumps(log, indent=2, sort_keys=True) + "\n")
+    with open(Path(results) / f".{SWEEP_FILE}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        log = json.loads(path.read_text()) if path.is_file() else {"sessions": []}
+        key = (entry.get("started"), entry.get("command"))
+        sessions = [s for s in log["sessions"] if (s.get("started"), s.get("command")) != key]
+        sessions.append(entry)
+        log["sessions"] = sorted(sessions, key=lambda s: s.get("started", ""))
+        path.write_text(json.dumps(log, indent=2, sort_keys=True) + "\n")
+
+
+def finalize_orphan(spec: RunSpec, results: Path) -> bool:
+    """A protocol run that finished after its sweep process died (summary.json, no experiment.json):
+    condense it and write its experiment.json now. Returns True if it did."""
+    folder = spec.folder(results)
+    if not spec.is_protocol or not is_done(folder) or (folder / EXPERIMENT_FILE).is_file():
+        return False
+    # the command the sweep ran, rebuilt from the spec (simulate_command is deterministic)
+    command = simulate_command(spec.config, folder, None, _ALL_OPTIONS) if _ALL_OPTIONS else None
+    log_path = folder.parent / f"{folder.name}.{LOG_FILE}"
+    if log_path.is_file():
+        shutil.move(str(log_path), folder / LOG_FILE)
+    (folder / EXPERIMENT_FILE).write_text(json.dumps(_spec_record(spec, command), indent=2, sort_keys=True) + "\n")
+    condense_run(folder)
+    return True
+
+
+_ALL_OPTIONS: set[str] = set()  # simulate's option names, set by the sweep command

@@ -15,7 +15,7 @@ import json
 import math
 import warnings
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Sequence
@@ -166,7 +166,10 @@ class Sweep:
         for run in self.main:
             if run.method == "protocol" and abs(run.ratio - ratio) < 1e-9 and run.seed in seeds:
                 by_stake[float(run.config["proposer_stake"])].append(run)
-        return dict(sorted(by_stake.items()))
+        # compare like with like: every run cut to the shortest one's rounds (a run's first n
+        # rounds are exactly an n-round run of the same seed: nothing depends on the total)
+        shortest = min(r.rounds for runs in by_stake.values() for r in runs)
+        return {stake: [replace(r, rows=r.rows[:shortest]) for r in runs] for stake, runs in sorted(by_stake.items())}
 
     def voter_runs(self) -> list[Run]:
         return [r for r in self.runs if r.group == "voters"]

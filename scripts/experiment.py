@@ -72,12 +72,14 @@ def cli():
               help="Malicious ratio of the malicious-voter runs (0: none).")
 @click.option("--extra-seeds", default=None, type=click.IntRange(min=0),
               help="Seeds for the survival and voter runs (default: all seeds).")
+@click.option("--extra-rounds", default=None, type=click.IntRange(min=1),
+              help="Rounds of the survival and voter runs (default: --rounds).")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Protocol runs (ape run simulate processes) at a time.")
 @click.option("--network", default=None, help="Ape network for the protocol runs (default: the embedded chain).")
 @click.pass_context
 def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ratio, voter_ratio, extra_seeds,
-          jobs, network, **options):
+          extra_rounds, jobs, network, **options):
     """Run every (method, malicious ratio, seed) of the paper's comparison into --results, plus the
     survival runs (other proposer stakes) and the malicious-voter runs. Baselines run in this
     process; each protocol run is one `ape run simulate` process on a fresh chain.
@@ -89,7 +91,8 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     import torch
     from tqdm import tqdm
 
-    from fl.experiment import is_done, plan_sweep, run_one, update_sweep_log
+    import fl.experiment
+    from fl.experiment import finalize_orphan, is_done, plan_sweep, run_one, update_sweep_log
 
     if ctx.get_parameter_source("attack") == ParameterSource.DEFAULT:
         options["attack"] = "proposer"
@@ -100,11 +103,16 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         specs = plan_sweep(
             base, _floats(ratios), seeds, [m.strip() for m in methods.split(",") if m.strip()],
             _floats(survival_stakes) if survival_stakes.strip() else [], survival_ratio, voter_ratio, extra,
+            extra_rounds,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
+    fl.experiment._ALL_OPTIONS.update(p.opts[0].lstrip("-") for p in _simulate.cli.params if p.opts)
+    for spec in specs:
+        if finalize_orphan(spec, results):
+            click.echo(f"finalized {spec.folder(results)} (finished after its sweep stopped)")
     todo = [s for s in specs if not is_done(s.folder(results))]
     click.echo(f"{len(specs)} runs planned, {len(specs) - len(todo)} already done, {len(todo)} to run -> {results}")
     simulate_params = {p.opts[0].lstrip("-") for p in _simulate.cli.params if p.opts}

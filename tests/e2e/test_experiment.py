@@ -132,3 +132,44 @@ def test_report__table_cells_come_from_the_runs(sweep, report):
     assert len(cells) == 3 * 4 * len(RATIOS)  # metrics x methods x ratios
     assert float(cell["mean"]) == pytest.approx(sum(aurocs) / len(aurocs), abs=1e-6)
     assert cell["seeds"] == "1" and cell["last_rounds"] == "2"
+
+
+# --------------------------------------------------------------------- the baselines (no chain)
+def test_selection_sizes__match_the_contracts_draw():
+    from fl.baselines import selection_sizes
+
+    expected = [(10, (2, 8)), (50, (10, 40)), (3, (1, 2)), (2, (1, 1)), (37, (7, 30))]
+
+    actual = [(n, selection_sizes(n, 0.2)) for n, _ in expected]
+
+    assert actual == expected
+
+
+def test_fedavg_baseline__same_models_with_or_without_voters(tmp_path):
+    from fl.baselines import run_fedavg
+    from fl.simulation import SimulationConfig, load_federated_data
+    from fl.store import UpdateStore
+
+    config = SimulationConfig(clients=10, rounds=2, malicious_ratio=0.3, attack="proposer", seed=4)
+    data = load_federated_data(config)
+
+    with_voters = run_fedavg(config, data, UpdateStore(str(tmp_path / "a")), with_voters=True)
+    without = run_fedavg(config, data, UpdateStore(str(tmp_path / "b")))
+
+    assert [r.global_model_hash for r in with_voters] == [r.global_model_hash for r in without]
+    assert [r.voters for r in with_voters] == [8, 8] and [r.voters for r in without] == [0, 0]
+    assert all(r.decision == "accepted" for r in without)
+
+
+def test_oracle__trains_on_the_pooled_rows_and_is_seeded():
+    from fl.baselines import run_oracle
+    from fl.simulation import SimulationConfig, load_federated_data
+
+    config = SimulationConfig(clients=10, rounds=3, seed=2)
+    data = load_federated_data(config)
+
+    first, second = run_oracle(config, data), run_oracle(config, data)
+
+    assert [r.global_model_hash for r in first] == [r.global_model_hash for r in second]
+    assert len({r.global_model_hash for r in first}) == 3  # the model moves every round
+    assert all(r.malicious_proposers == 0 and r.active_malicious == 0 for r in first)
