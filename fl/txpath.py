@@ -323,10 +323,11 @@ def _fit_blocks(calls: Sequence[Call], gas_limit: int) -> list[Sequence[Call]]:
 class JsonRpcTransport:
     """A node over HTTP JSON-RPC (anvil): each batch of transactions is mined as one block.
 
-    Two round trips per block: [automine off, every eth_sendRawTransaction, evm_mine, automine
-    on] as one JSON-RPC batch, then [every receipt, the new head block] as another (the head
-    gives the next batch its base fee and the clock its time). A keep-alive ``http.client``
-    connection costs a fraction of ``requests`` per round trip.
+    Three round trips per block: [automine off, every eth_sendRawTransaction] as one JSON-RPC
+    batch, [evm_mine, automine on], then [every receipt, the new head block] (the head gives
+    the next batch its base fee and the clock its time). anvil may serve the calls of one batch
+    concurrently, so mining never shares a batch with the sends it must include. A keep-alive
+    ``http.client`` connection costs a fraction of ``requests`` per round trip.
     """
 
     def __init__(self, uri: str, timeout: float = 300):
@@ -403,31 +404,36 @@ class JsonRpcTransport:
     # ------------------------------------------------------------ sending
     def send_block(self, raws: Sequence[bytes]) -> list[Receipt]:
         sends = [("eth_sendRawTransaction", ["0x" + r.hex()]) for r in raws]
-        answers = self.batch(
-            [("evm_setAutomine", [False]), *sends, ("evm_mine", []), ("evm_setAutomine", [True])], allow_errors=True
-        )
-        refused = [(i, a["error"]) for i, a in enumerate(answers[1:-2]) if "error" in a]
-        setup_errors = [a["error"] for a in (answers[0], answers[-2], answers[-1]) if "error" in a]
-        if setup_errors:
+        try:
+            answers = self.batch([("evm_setAutomine", [False]), *sends], allow_errors=True)
+            if "error" in answers[0]:
+                raise TransactionFailed(f"the node refused evm_setAutomine: {answers[0]['error']}")
+            refused = [(i, a["error"]) for i, a in enumerate(answers[1:]) if "error" in a]
+            self.rpc("evm_mine", [])  # the accepted ones are mined even if some were refused
+        finally:
             self.rpc("evm_setAutomine", [True])
-            raise TransactionFailed(f"the node refused to mine on request: {setup_errors[0]}")
+        self._head = None
         if refused:
-            self._head = None
             i, error = refused[0]
             raise TransactionFailed(
                 f"the node refused {len(refused)} of {len(raws)} transactions; the first ({tx_hash_of(raws[i])}): "
                 f"{error.get('message', error)}"
             )
-        hashes = [a["result"] for a in answers[1:-2]]
-        *raw_receipts, head = self.batch([("eth_getTransactionReceipt", [h]) for h in hashes] + [("eth_getBlockByNumber", ["latest", False])])
-        self._head = head
-        for _ in range(100):  # anvil may answer before it indexed the block: poll briefly
+        hashes = [a["result"] for a in answers[1:]]
+        *raw_receipts, self._head = self.batch(
+            [("eth_getTransactionReceipt", [h]) for h in hashes] + [("eth_getBlockByNumber", ["latest", False])]
+        )
+        for attempt in range(100):  # left in the pool (the block was full) or not indexed yet
             missing = [i for i, r in enumerate(raw_receipts) if r is None]
             if not missing:
                 break
-            time.sleep(0.01)
+            if attempt < 5:
+                self.rpc("evm_mine", [])
+            else:
+                time.sleep(0.01)
             for i, r in zip(missing, self.batch([("eth_getTransactionReceipt", [hashes[i]]) for i in missing])):
                 raw_receipts[i] = r
+            self._head = None
         else:
             raise TransactionFailed(f"the node gave no receipt for {len(missing)} of {len(raws)} transactions")
         if any(r["blockNumber"] != raw_receipts[-1]["blockNumber"] for r in raw_receipts):
