@@ -764,12 +764,16 @@ class ParticipantLedger:
     def token_balance(self, address: str | None = None) -> int:
         return self.protocol.token_balance(address or self.address)
 
-    def settlement_of(self, round_id: int, from_block: int = 0, address: str | None = None):
-        """(won, slashed, rewarded) of `address` in settled round `round_id`, from its events (or None)."""
+    def settlement_of(self, round_id: int, from_block: int = 0, address: str | None = None,
+                      lookback: int = 5_000):
+        """(won, slashed, rewarded) of `address` in settled round `round_id`, from its events (or None).
+        Searches the last `lookback` blocks only (public RPCs cap log ranges; the client asks right
+        after the settlement)."""
         a = (address or self.address).lower()
         head = head_block_number()
         event = self.protocol.voting.ParticipantSettled
-        for log in event.range(from_block, head + 1, search_topics={"roundId": round_id}):
+        start = max(from_block, head - lookback)
+        for log in event.range(start, head + 1, search_topics={"roundId": round_id}):
             if str(log.client).lower() == a:
                 return bool(log.won), int(log.slashed), int(log.rewarded)
         return None
