@@ -397,7 +397,7 @@ def development_accounts(count: int, funder: AccountAPI, ether_each: int = 10**2
             "simulate needs a development network (the embedded test chain or a local anvil); "
             "for a public network use `ape run deploy` and `ape run client`"
         )
-    created = []
+    created, unfunded = [], []
     for index in range(count):
         # keys derived from the client index: the same clients in every run and every process
         key = keccak(b"stakefl simulated client %d" % index)
@@ -406,9 +406,21 @@ def development_accounts(count: int, funder: AccountAPI, ether_each: int = 10**2
         try:
             account.balance = ether_each
         except NotImplementedError:  # the embedded provider cannot set balances: send ether instead
-            funder.transfer(account, ether_each)
+            unfunded.append(account)
         created.append(account)
+    _send_ether(funder, unfunded, ether_each)
     return created
+
+
+def _send_ether(funder: AccountAPI, recipients: Sequence[AccountAPI], wei: int) -> None:
+    """Transfer `wei` from `funder` to each recipient (signed by the funder; fast path where there is one)."""
+    sender = fast_sender() if recipients else None
+    if sender is None:
+        for account in recipients:
+            funder.transfer(account, wei)
+        return
+    key = bytes.fromhex(str(funder.private_key).removeprefix("0x"))
+    sender.send([txpath.Call(str(funder.address), key, str(a.address), b"", 21_000, wei, "fund") for a in recipients])
 
 
 def token_conservation(protocol: "ProtocolChain", holders: Iterable[str], minted: int) -> dict:
