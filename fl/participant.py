@@ -338,7 +338,7 @@ class Participant:
                     raise
                 delay = backoff.next()
                 log.warning("node unreachable (%s); retrying in %.1f s", _short(exc), delay)
-            time.sleep(delay)
+            _sleep(delay, should_stop)
         return withdrawn
 
     def run(self, should_stop: Callable[[], bool] = lambda: False) -> None:
@@ -354,7 +354,7 @@ class Participant:
                     raise
                 delay = backoff.next()
                 log.warning("node unreachable (%s); retrying in %.1f s", _short(exc), delay)
-            time.sleep(delay)
+            _sleep(delay, should_stop)
 
     # ------------------------------------------------------------ one poll
     def step(self) -> None:
@@ -547,6 +547,16 @@ class Participant:
         log.info("round %d: %s sent (tx %s)%s", round_id, action, tx[:12],
                  "".join(f" {k}={v if not isinstance(v, str) else v[:12]}" for k, v in (detail or {}).items()))
         return True
+
+
+def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:
+    """Sleep, but wake within 0.2 s of a stop request (SIGTERM during a long backoff)."""
+    end = time.monotonic() + seconds
+    while not should_stop():
+        left = end - time.monotonic()
+        if left <= 0:
+            return
+        time.sleep(min(0.2, left))
 
 
 def _ballot(ballot: dict) -> tuple[Vote, bytes, bytes]:

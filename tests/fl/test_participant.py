@@ -322,7 +322,7 @@ def test_revert__logged_and_left_for_the_next_poll(world, caplog):
 
 
 def test_node_unreachable__run_retries_then_goes_on(world, caplog, monkeypatch):
-    monkeypatch.setattr("fl.participant.time.sleep", lambda s: None)
+    monkeypatch.setattr("fl.participant._sleep", lambda seconds, should_stop: None)
     a = world.make(A, 0, until_round=1)
     world.chain.open([A], [B])
     world.chain.settle(1)
