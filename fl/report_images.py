@@ -87,8 +87,19 @@ def _classes_per_client(config: dict) -> tuple[float, float] | None:
     return present, major
 
 
-def image_task_lines(sweep, sweeps: Sequence, table_markdown=None) -> list[str]:
-    """Markdown for the end of an image task's section."""
+DISCUSSION_FILE = "DISCUSSION.md"  # authored reading of a sweep's numbers, kept beside its runs
+
+
+def image_task_lines(sweep, sweeps: Sequence) -> list[str]:
+    """Markdown for the end of an image task's section (plus ``<results>/DISCUSSION.md`` verbatim)."""
+    lines = _computed_lines(sweep, sweeps)
+    folder = _results_folder(sweep)
+    if lines and folder is not None and (folder / DISCUSSION_FILE).is_file():
+        lines += [(folder / DISCUSSION_FILE).read_text().strip(), ""]
+    return lines
+
+
+def _computed_lines(sweep, sweeps: Sequence) -> list[str]:
     main = sweep.main
     if not main:
         return []
