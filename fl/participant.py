@@ -52,6 +52,10 @@ log = logging.getLogger("stakefl.client")
 TOKEN_UNITS = 10**18
 
 
+class ParticipantError(RuntimeError):
+    """This client cannot (or must not) go on; the message says why and what to do."""
+
+
 # ---------------------------------------------------------------------- configuration
 @dataclass
 class ClientConfig:
@@ -145,7 +149,7 @@ class ClientState:
             fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             self._lock.close()
-            raise RuntimeError(f"another client is running with the state folder {self.folder}") from None
+            raise ParticipantError(f"another client is running with the state folder {self.folder}") from None
         self.path = self.folder / "state.json"
         self.journal = self.folder / "journal.jsonl"
         identity = {"address": address, "voting": voting.lower(), "chain_id": chain_id}
@@ -153,7 +157,7 @@ class ClientState:
             self.data = json.loads(self.path.read_text())
             recorded = {k: self.data.get(k) for k in identity}
             if recorded != identity:
-                raise RuntimeError(
+                raise ParticipantError(
                     f"the state folder {self.folder} belongs to {recorded}, not to {identity}; "
                     "give each account and deployment its own --state folder"
                 )
@@ -290,7 +294,7 @@ class Participant:
         """Stake `config.stake` tokens unless this account already has stake (so never twice)."""
         info = self.ledger.stake()
         if info["removed"]:
-            raise RuntimeError(f"{self.me} was removed from the protocol for good (stake left: {info['stake']})")
+            raise ParticipantError(f"{self.me} was removed from the protocol for good (stake left: {info['stake']})")
         if info["stake"] > 0:
             log.info("already staked: %s tokens (%s locked)", _tokens(info["stake"]), _tokens(info["locked"]))
             return
@@ -298,7 +302,7 @@ class Participant:
         balance = self.ledger.token_balance()
         if balance < amount:
             if not self.config.mint:
-                raise RuntimeError(
+                raise ParticipantError(
                     f"{self.me} holds {_tokens(balance)} tokens but wants to stake {self.config.stake}; "
                     "get tokens of the deployment's token first"
                 )

@@ -61,7 +61,7 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
     from fl import deployments as registry_file
     from fl.data import DataError
     from fl.model import init_model, state_of
-    from fl.participant import ClientConfig, ClientState, Participant, load_participant_data
+    from fl.participant import ClientConfig, ClientState, Participant, ParticipantError, load_participant_data
     from fl.store import UpdateStore, hash_state
 
     import torch
@@ -79,12 +79,14 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
             "shares. Start the chain first (or check --network / APE_FOUNDRY_HOST)."
         )
     path = deployments or registry_file.default_path()
+    chain_id = onchain.connected_chain_id()
     try:
         record = registry_file.load(path, network)
     except registry_file.DeploymentError as exc:
-        raise click.ClickException(str(exc)) from None
-    chain_id = onchain.connected_chain_id()
-    if chain_id != record.chain_id:
+        if not voting_round:
+            raise click.ClickException(str(exc)) from None
+        record = None  # attaching by address alone: the chain is checked below
+    if record is not None and chain_id != record.chain_id:
         raise click.ClickException(
             f"wrong network: {path} records chain id {record.chain_id} for {registry_file.network_key(network)}, "
             f"but the node at {network} reports chain id {chain_id}"
@@ -101,7 +103,7 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
         data, num_features = load_participant_data(data_spec, seed)
     except DataError as exc:
         raise click.ClickException(str(exc)) from None
-    model = record.model or {}
+    model = (record.model if record else None) or {}
     if model.get("num_features") not in (None, num_features):
         raise click.ClickException(
             f"--data gives {num_features} features, the deployed model takes {model['num_features']}: "
@@ -120,17 +122,18 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
     folder = Path(state_dir) if state_dir else Path(".client-state") / registry_file.network_key(network).replace(":", "-") / address
     try:
         state = ClientState(folder, address, str(protocol.voting.address), chain_id)
-    except RuntimeError as exc:
+    except ParticipantError as exc:
         raise click.ClickException(str(exc)) from None
     config = ClientConfig(
         stake=stake, malicious=malicious, attack=attack, epsilon=epsilon, score=score, local_epochs=local_epochs,
         lr=lr, seed=seed, poll_seconds=poll_seconds, turn_seconds=turn_seconds, wait_for=wait_for,
-        until_round=until_round, mint=onchain.is_local_network() and record.test_token and not voting_round,
+        until_round=until_round,
+        mint=onchain.is_local_network() and record is not None and record.test_token and not voting_round,
     )
     onchain.unlock_for_signing(account)
     participant = Participant(
         ledger, onchain.classify_error, UpdateStore(store), state, data, num_features, model_seed, config,
-        from_block=record.block,
+        from_block=record.block if record else 0,
     )
     participant.warm_up()
     log.info("joining %s on %s as %s%s; data %s (%d train / %d validation rows); store %s; state %s",
@@ -147,7 +150,7 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
         participant.run(should_stop=lambda: bool(stopping))
     except KeyboardInterrupt:
         stopping.append(True)
-    except RuntimeError as exc:
+    except ParticipantError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception:
         # a node restarted without its state answers, but our contracts are gone: say so

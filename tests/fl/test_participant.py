@@ -19,7 +19,8 @@ import torch
 from fl import deployments
 from fl.data import ClientData, DataError, Split
 from fl.participant import (
-    ClientConfig, ClientState, Participant, load_participant_data, phase, turn_delay, write_shard_csv,
+    ClientConfig, ClientState, Participant, ParticipantError, load_participant_data, phase, turn_delay,
+    write_shard_csv,
 )
 from fl.simulation import ZERO_HASH
 from fl.store import UpdateStore, hash_state
@@ -347,10 +348,10 @@ def test_leave__withdraws_free_stake(world):
 def test_state_folder__one_process_and_one_identity(tmp_path):
     first = ClientState(tmp_path / "s", A, "0xvoting", 1)
 
-    with pytest.raises(RuntimeError, match="another client is running"):
+    with pytest.raises(ParticipantError, match="another client is running"):
         ClientState(tmp_path / "s", A, "0xvoting", 1)
     first.close()
-    with pytest.raises(RuntimeError, match="belongs to"):
+    with pytest.raises(ParticipantError, match="belongs to"):
         ClientState(tmp_path / "s", B, "0xvoting", 1)
 
 
