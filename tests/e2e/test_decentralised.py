@@ -124,6 +124,8 @@ def wait_until(predicate, timeout: float, what: str, procs: Processes, poll: flo
 
 @pytest.fixture(scope="module")
 def scenario(tmp_path_factory):
+    if not (BIN / "anvil").exists():
+        pytest.fail(f"anvil not found in {BIN}: run `make setup` (it installs anvil 1.7.1 from npm there)")
     folder = tmp_path_factory.mktemp("decentralised")
     port = free_port()
     uri = f"http://127.0.0.1:{port}"
