@@ -418,8 +418,10 @@ class Participant:
     def propose(self, round_id: int) -> None:
         global_hash, global_state = self.global_model()
         if global_state is None:
-            log.error("round %d: cannot fetch the global model %s from the store; cannot propose",
-                      round_id, global_hash.hex()[:12])
+            if self._missing_warned != -round_id:
+                log.error("round %d: cannot fetch the global model %s from the store; cannot propose",
+                          round_id, global_hash.hex()[:12])
+                self._missing_warned = -round_id
             return
         update = make_proposal(
             global_state, self.data.train, self.behaviour, epochs=self.config.local_epochs,
