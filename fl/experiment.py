@@ -91,18 +91,22 @@ def plan_sweep(
     voter_ratio: float = 0.3,
     extra_seeds: Iterable[int] = (),
     extra_rounds: int | None = None,
+    variant_scores: Iterable[str] = (),
+    variant_ratio: float = 0.4,
 ) -> list[RunSpec]:
     """Every run of the sweep, ordered seed by seed so a sweep cut short has whole seeds.
 
     `base` holds everything but ratio and seed (its `attack` is used for the main runs).
     Survival runs use `survival_stakes` other than `base.proposer_stake` at `survival_ratio`;
-    voter runs use attack "voter" at `voter_ratio`; both only for `extra_seeds`, only when the
-    protocol is among `methods`, and with `extra_rounds` rounds (default: `base.rounds`).
+    voter runs use attack "voter" at `voter_ratio`; both only for `extra_seeds`, only when
+    "protocol" or "extras" (these runs alone) is among `methods`, and with `extra_rounds` rounds (default: `base.rounds`).
+    Variant runs (``protocol-vote-<score>``, also for `extra_seeds`) are the main protocol run at
+    `variant_ratio` with the voters scoring `score` instead of `base.score`, same rounds.
     """
     methods = list(methods)
-    unknown = set(methods) - set(MAIN_METHODS)
+    unknown = set(methods) - set(MAIN_METHODS) - {"extras"}
     if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(MAIN_METHODS)}")
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(MAIN_METHODS)}, extras")
     ratios, extra_seeds = list(ratios), set(extra_seeds)
     specs: list[RunSpec] = []
     for seed in seeds:
@@ -114,7 +118,7 @@ def plan_sweep(
             if method in methods:
                 for ratio in ratios:
                     specs.append(RunSpec(method, "main", replace(base, malicious_ratio=ratio, seed=seed)))
-        if seed in extra_seeds and "protocol" in methods:
+        if seed in extra_seeds and ("protocol" in methods or "extras" in methods):
             extra = replace(base, rounds=extra_rounds or base.rounds)
             if voter_ratio > 0:
                 config = replace(extra, malicious_ratio=voter_ratio, seed=seed, attack="voter")
@@ -123,6 +127,10 @@ def plan_sweep(
                 if stake != base.proposer_stake:
                     config = replace(extra, malicious_ratio=survival_ratio, seed=seed, proposer_stake=stake)
                     specs.append(RunSpec(f"protocol-pstake{stake:g}", "survival", config))
+            for score in variant_scores:
+                if score != base.score:
+                    config = replace(base, malicious_ratio=variant_ratio, seed=seed, score=score)
+                    specs.append(RunSpec(f"protocol-vote-{score}", "variant", config))
     # baselines before chain runs within a seed keep the order above; nothing else to sort
     return specs
 

@@ -344,6 +344,75 @@ def plot_voters(sweep: Sweep, path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def plot_variant(sweep: Sweep, runs: list[Run], path: Path) -> Path:
+    """One variant (voters' score) against the main methods at its ratio: AUROC, tokens, decisions."""
+    ratio, score = runs[0].ratio, runs[0].config["score"]
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(13, 3.4))
+    for method in sweep.methods:
+        cell = sweep.cell(method, ratio)
+        if cell:
+            matrix = stack(cell, "test_auroc")
+            _band(left, np.arange(1, matrix.shape[1] + 1), matrix, METHOD_COLORS[method], METHOD_NAMES[method])
+    matrix = stack(runs, "test_auroc")
+    _band(left, np.arange(1, matrix.shape[1] + 1), matrix, "tab:purple", f"protocol, voters score {score}")
+    left.set(xlabel="round", ylabel="test AUROC", title=f"ratio {ratio:g}")
+    left.legend(fontsize=7, loc="lower right")
+    x = np.arange(1, max(r.rounds for r in runs) + 1)
+    _band(middle, x, stack(runs, "mean_tokens_honest_proposers"), "tab:blue", "honest proposers")
+    _band(middle, x, stack(runs, "mean_tokens_malicious_proposers"), "tab:red", "malicious proposers")
+    middle.axhline(runs[0].config["proposer_stake"], ls="--", color="gray", lw=1, label="proposer stake")
+    middle.set(xlabel="round", ylabel="mean tokens", title=f"tokens (voters score {score})")
+    middle.legend(fontsize=7)
+    for run in runs:
+        decisions = [1 if row["decision"] == "accepted" else 0 for row in run.rows]
+        right.plot(run.column("round"), np.cumsum(decisions), color="tab:green", label="accepted" if run is runs[0] else None)
+        right.plot(run.column("round"), np.cumsum([1 - d for d in decisions]), color="tab:red",
+                   label="rejected" if run is runs[0] else None)
+        right.plot(run.column("round"), run.column("active_malicious"), color="black", ls=":",
+                   label="active malicious" if run is runs[0] else None)
+    right.set(xlabel="round", ylabel="rounds / clients", title="cumulative decisions, active malicious")
+    right.legend(fontsize=7)
+    for ax in (left, middle, right):
+        ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def variant_section(sweep: Sweep, figures: Path, out: Path) -> list[str]:
+    """Protocol runs whose voters score with another metric, next to the main methods at that ratio."""
+    variants: dict[str, list[Run]] = defaultdict(list)
+    for run in sweep.runs:
+        if run.group == "variant":
+            variants[run.method].append(run)
+    lines = []
+    for method, runs in sorted(variants.items()):
+        ratio, score = runs[0].ratio, runs[0].config["score"]
+        window = min(LAST_ROUNDS, runs[0].rounds)
+        lines += [f"### Variant: voters score with `{score}` (ratio {ratio:g})", "",
+                  f"The same protocol run at malicious ratio {ratio:g}, except that the voters compare "
+                  f"`{score}` on their validation split instead of "
+                  f"`{voter_score(sweep.cell('protocol', ratio)[0].config) if sweep.cell('protocol', ratio) else 'accuracy'}`. "
+                  f"Not one of the paper's settings: it tests whether the vote can see this attack when its "
+                  f"score is not stuck at the class-share floor. Last {window} rounds:", ""]
+        rows = []
+        for label, cell in [(METHOD_NAMES[m], sweep.cell(m, ratio)) for m in sweep.methods] + [
+                (f"protocol, voters score `{score}`", runs)]:
+            if not cell:
+                continue
+            metrics = [fmt(*mean_std([tail_mean(r, m) for r in cell])[:2]) for m in ("test_auroc", "test_balanced_accuracy", "test_accuracy")]
+            chain = ["", "", ""]
+            if cell[0].method.startswith("protocol"):
+                rejected = mean_std([sum(row["decision"] == "rejected" for row in r.rows) for r in cell])[0]
+                removed = np.mean([1 - r.column("active_malicious")[-1] / max(1, r.summary.get("malicious_clients") or 1) for r in cell])
+                tokens = mean_std([r.column("mean_tokens_malicious_proposers")[-1] for r in cell])[0]
+                chain = [f"{rejected:.0f} of {cell[0].rounds}", f"{removed:.0%}", f"{tokens:.1f}"]
+            rows.append([label, *metrics, *chain, len(cell)])
+        lines += [_md_table(["method", "AUROC", "balanced acc.", "accuracy", "rejected rounds",
+                             "malicious removed", "malicious proposers' tokens (end)", "seeds"], rows), ""]
+        path = plot_variant(sweep, runs, figures / f"{sweep.task}-{method}.png")
+        lines += [f"![Variant {score}]({path.relative_to(out).as_posix()})", ""]
+    return lines
+
+
 def plot_cost(sweep: Sweep, path: Path) -> Path | None:
     runs = [r for r in sweep.main if r.method == "protocol" and r.onchain]
     if not runs:
@@ -567,6 +636,8 @@ def task_section(sweep: Sweep, figures: Path, out: Path) -> list[str]:
                   "(mean ± std over seeds):", "",
                   _md_table(["ratio", "rejected rounds", "rounds with a malicious proposer", "rounds"], rows), ""]
 
+    lines += variant_section(sweep, figures, out)
+
     survival = plot_survival(sweep, figures / f"{task}-survival.png")
     lines += ["### Survival against the slash size", ""]
     if survival:
@@ -651,6 +722,21 @@ def saturation_notes(sweep: Sweep) -> list[str]:
     return lines + [""]
 
 
+def _union_seconds(sessions: Sequence[dict]) -> float:
+    """Seconds covered by the union of the sessions' [started, started + wall_seconds] intervals."""
+    intervals = sorted(
+        (start, start + s.get("wall_seconds", 0))
+        for s in sessions if s.get("started")
+        for start in [datetime.fromisoformat(s["started"]).timestamp()]
+    )
+    total, end = 0.0, -math.inf
+    for a, b in intervals:
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
+
+
 def sweep_time_lines(folders: Sequence[Path]) -> list[str]:
     lines = []
     for folder in folders:
@@ -658,8 +744,9 @@ def sweep_time_lines(folders: Sequence[Path]) -> list[str]:
         if not path.is_file():
             continue
         sessions = json.loads(path.read_text())["sessions"]
-        total = sum(s.get("wall_seconds", 0) for s in sessions)
-        lines.append(f"- `{folder}`: {len(sessions)} session(s), {total / 60:.0f} min of wall-clock time in total.")
+        busy = _union_seconds(sessions)
+        lines.append(f"- `{folder}`: {len(sessions)} session(s) (some ran at the same time), "
+                     f"{busy / 60:.0f} min of wall-clock time while any of them ran.")
         for s in sessions:
             lines.append(f"  - `{s['command']}` — started {s['started']}, {s.get('wall_seconds', 0) / 60:.0f} min, "
                          f"{s.get('made', 0)} runs made"
@@ -691,7 +778,8 @@ def write_report(folders: Sequence[Path], out: Path, preamble: str | None = None
         "sweep --help`); every protocol run's own `ape run simulate` command is in its `experiment.json`.",
         "",
         "Methods: **Oracle** (centralised training of the same model on all clients' training rows, no attackers; "
-        "one round = the configured local epochs over the pooled rows), **FedAvg w/o mal** (no attackers), "
+        "one round = the local epochs over a random proposer-fraction share of the pooled rows, i.e. as many "
+        "samples as a FedAvg round's proposers train on), **FedAvg w/o mal** (no attackers), "
         "**FedAvg w/ mal** (malicious proposers, no protocol: every aggregate is accepted), **FedAvg w/ block** "
         "(the stake protocol on the embedded chain). The three FedAvg methods draw proposers the same way "
         "(the same fraction of the active clients), start from the same model and train with the same code "

@@ -63,7 +63,7 @@ def cli():
 @click.option("--seeds", "num_seeds", default=5, show_default=True, type=click.IntRange(min=1),
               help="Number of seeds per configuration (seeds --seed .. --seed + N - 1).")
 @click.option("--methods", default="oracle,fedavg-clean,fedavg-attack,protocol", show_default=True,
-              help="Methods to run, comma-separated.")
+              help="Methods to run, comma-separated; `extras` alone runs only the survival, voter and variant runs.")
 @click.option("--survival-stakes", default="4,8,16", show_default=True,
               help="Proposer stakes (slash sizes) for the survival runs; empty for none.")
 @click.option("--survival-ratio", default=0.3, show_default=True, type=click.FloatRange(0, 1, max_open=True),
@@ -74,12 +74,16 @@ def cli():
               help="Seeds for the survival and voter runs (default: all seeds).")
 @click.option("--extra-rounds", default=None, type=click.IntRange(min=1),
               help="Rounds of the survival and voter runs (default: --rounds).")
+@click.option("--variant-scores", default="", show_default=True,
+              help="Voter scores for extra protocol runs at --variant-ratio (e.g. auroc), comma-separated.")
+@click.option("--variant-ratio", default=0.4, show_default=True, type=click.FloatRange(0, 1, max_open=True),
+              help="Malicious ratio of the variant runs.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Protocol runs (ape run simulate processes) at a time.")
 @click.option("--network", default=None, help="Ape network for the protocol runs (default: the embedded chain).")
 @click.pass_context
 def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ratio, voter_ratio, extra_seeds,
-          extra_rounds, jobs, network, **options):
+          extra_rounds, variant_scores, variant_ratio, jobs, network, **options):
     """Run every (method, malicious ratio, seed) of the paper's comparison into --results, plus the
     survival runs (other proposer stakes) and the malicious-voter runs. Baselines run in this
     process; each protocol run is one `ape run simulate` process on a fresh chain.
@@ -103,7 +107,7 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         specs = plan_sweep(
             base, _floats(ratios), seeds, [m.strip() for m in methods.split(",") if m.strip()],
             _floats(survival_stakes) if survival_stakes.strip() else [], survival_ratio, voter_ratio, extra,
-            extra_rounds,
+            extra_rounds, [v.strip() for v in variant_scores.split(",") if v.strip()], variant_ratio,
         )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
@@ -131,6 +135,7 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         session["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         update_sweep_log(results, session)
 
+    save_session()  # recorded from the start, so a sweep stopped before its first run is listed too
     bar = tqdm(total=len(todo), desc="runs", unit="run", dynamic_ncols=True)
 
     def done(spec, summary=None, error=None):

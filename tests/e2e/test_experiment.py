@@ -173,3 +173,27 @@ def test_oracle__trains_on_the_pooled_rows_and_is_seeded():
     assert [r.global_model_hash for r in first] == [r.global_model_hash for r in second]
     assert len({r.global_model_hash for r in first}) == 3  # the model moves every round
     assert all(r.malicious_proposers == 0 and r.active_malicious == 0 for r in first)
+
+
+def test_plan_sweep__seed_by_seed_with_extras_only_where_asked():
+    from fl.experiment import plan_sweep
+    from fl.simulation import SimulationConfig
+
+    base = SimulationConfig(rounds=100, attack="proposer")
+
+    specs = plan_sweep(base, [0.1, 0.4], [0, 1], survival_stakes=[4, 8], voter_ratio=0.3, extra_seeds=[0],
+                       extra_rounds=50, variant_scores=["auroc"], variant_ratio=0.4)
+    extras_only = plan_sweep(base, [0.1], [0], ["extras"], survival_stakes=[16], voter_ratio=0.3, extra_seeds=[0])
+
+    assert [(s.method, s.ratio, s.seed) for s in specs] == [
+        ("oracle", 0.0, 0), ("fedavg-clean", 0.0, 0), ("fedavg-attack", 0.1, 0), ("fedavg-attack", 0.4, 0),
+        ("protocol", 0.1, 0), ("protocol", 0.4, 0), ("protocol-voters", 0.3, 0), ("protocol-pstake4", 0.3, 0),
+        ("protocol-vote-auroc", 0.4, 0),
+        ("oracle", 0.0, 1), ("fedavg-clean", 0.0, 1), ("fedavg-attack", 0.1, 1), ("fedavg-attack", 0.4, 1),
+        ("protocol", 0.1, 1), ("protocol", 0.4, 1),
+    ]
+    by_method = {s.method: s.config for s in specs if s.seed == 0}
+    assert by_method["protocol-voters"].attack == "voter" and by_method["protocol-voters"].rounds == 50
+    assert by_method["protocol-pstake4"].proposer_stake == 4 and by_method["protocol-pstake4"].rounds == 50
+    assert by_method["protocol-vote-auroc"].score == "auroc" and by_method["protocol-vote-auroc"].rounds == 100
+    assert [s.method for s in extras_only] == ["protocol-voters", "protocol-pstake16"]
