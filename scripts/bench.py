@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import platform
-import resource
 import shutil
 import socket
 import subprocess
@@ -360,7 +359,7 @@ def round_gas(uri: str, sizes: list[int]) -> list[dict]:
 
 
 _MEMORY_CHILD = """
-import json, resource, sys, time
+import json, sys, time
 from pathlib import Path
 from ape import networks
 uri, clients, rounds, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
@@ -369,7 +368,9 @@ with networks.parse_network_choice("ethereum:local:foundry", provider_settings={
     from fl.simulation import SimulationConfig
     started = time.perf_counter()
     summary = run_simulation(SimulationConfig(clients=clients, rounds=rounds, seed=0), Path(folder), progress=False)
-print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec from the parent (the bench itself)
+hwm = [int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+print(json.dumps({"peak_rss_mb": round(hwm / 1024, 1),
                   "wall_seconds": round(time.perf_counter() - started, 1),
                   "rounds_completed": summary["rounds_completed"],
                   "tokens_conserved": summary["tokens_conserved"]}))
@@ -377,8 +378,8 @@ print(json.dumps({"peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).
 
 
 def peak_memory(uri: str, clients: int, rounds: int, folder: Path) -> dict:
-    """Peak RSS of a whole `simulate` run (data, accounts, deployment, enrolment, rounds, run
-    folder) in a fresh Python process on the bench's anvil node (the node's own memory is
+    """Peak RSS (VmHWM) of a whole `simulate` run (data, accounts, deployment, enrolment, rounds,
+    run folder) in a fresh Python process on the bench's anvil node (the node's own memory is
     reported separately)."""
     done = subprocess.run(
         [sys.executable, "-c", _MEMORY_CHILD, uri, str(clients), str(rounds), str(folder)],
