@@ -483,7 +483,7 @@ def plot_results(results: dict, folder: Path) -> list[Path]:
     if gas:
         x = [g["clients"] for g in gas]
         fig, ax = plt.subplots(figsize=(7, 4.5))
-        ax.plot(x, [g["round_gas"] for g in gas], "o-", label="whole round")
+        ax.plot(x, [g["round_gas"] for g in gas], "o-", label="whole round (sum over its many blocks)")
         for name in ("openRound", "settle", "propose", "commitVote", "revealVote"):
             ax.plot(x, [g["calls"].get(name, {}).get("max", 0) for g in gas], "o--", label=f"{name} (max per call)")
         ax.axhline(30_000_000, color="red", lw=1, label="30M block gas limit")
