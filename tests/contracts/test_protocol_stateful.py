@@ -6,7 +6,7 @@ moves, and anyone settles (also too early, which must revert). After every step 
 compared with the model (stakes, locked stakes, membership, the active set and its order, wallets,
 the pool, the round record, decisions) and every invariant of DESIGN.md is checked.
 
-Cost: `STATEFUL_EXAMPLES` (default 12; 3 on anvil, where every revert costs a call trace) examples
+Cost: `STATEFUL_EXAMPLES` (default 10; 3 on anvil, where every revert costs a call trace) examples
 of `STATEFUL_STEPS` (default 25) steps. CI runs without the shrink phase; set `STATEFUL_SHRINK=1`
 to shrink a failure locally, e.g.
     STATEFUL_EXAMPLES=200 STATEFUL_STEPS=40 STATEFUL_SHRINK=1 ape test tests/contracts/test_protocol_stateful.py
@@ -42,7 +42,7 @@ from protocol_model import (
     settle_outcome,
 )
 
-EXAMPLES = os.environ.get("STATEFUL_EXAMPLES")  # default: 12 on the embedded chain, 3 on anvil
+EXAMPLES = os.environ.get("STATEFUL_EXAMPLES")  # default: 10 on the embedded chain, 3 on anvil
 STEPS = int(os.environ.get("STATEFUL_STEPS", "25"))
 SHRINK = os.environ.get("STATEFUL_SHRINK", "0") == "1"
 
@@ -597,7 +597,7 @@ def test_protocol_matches_model(chain, project, owner, token, accounts):
     if not embedded:
         chain.provider.make_request("anvil_setBlockTimestampInterval", [1])
     chain.pending_timestamp = chain.pending_timestamp + 10_000_000
-    examples = int(EXAMPLES or (12 if embedded else 3))  # anvil: every revert costs a call trace
+    examples = int(EXAMPLES or (10 if embedded else 3))  # anvil: every revert costs a call trace
 
     ProtocolMachine.token, ProtocolMachine.registry, ProtocolMachine.pool = token, registry, pool
     ProtocolMachine.voting, ProtocolMachine.clients, ProtocolMachine.lens = voting, clients, lens
