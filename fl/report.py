@@ -719,6 +719,26 @@ def saturation_notes(sweep: Sweep) -> list[str]:
                "accuracy does not move, so the poisoned aggregate passes and nobody is slashed."
                if score == "accuracy" else "")
         )
+    attacked = [r for r in sweep.main if r.method == "fedavg-attack"]
+    if attacked:
+        epsilon = float(attacked[0].config.get("epsilon", 0.0))
+        cells = []
+        for ratio in sweep.ratios:
+            runs = [r for r in attacked if abs(r.ratio - ratio) < 1e-9]
+            drops = {m: [] for m in ("test_accuracy", "test_auroc")}
+            for run in runs:
+                for m in drops:
+                    values = run.column(m)
+                    drops[m].append(float(np.mean(np.diff(values) < -epsilon)) if len(values) > 1 else math.nan)
+            cells.append(f"ratio {ratio:g}: AUROC {np.nanmean(drops['test_auroc']):.0%}, "
+                         f"accuracy {np.nanmean(drops['test_accuracy']):.0%}")
+        lines.append(
+            f"- How often an attack is visible to a vote that compares with the previous round: in FedAvg w/ mal "
+            f"(every aggregate adopted), the share of rounds in which the global model's *test* score fell by more "
+            f"than epsilon = {epsilon:g} from the round before — " + "; ".join(cells) + ". The attack slows "
+            "learning more than it reverses it, so most poisoned aggregates are not worse than the model before "
+            "them, even on the 1,971-row test set; a voter's ~32-row validation split is noisier still."
+        )
     return lines + [""]
 
 
