@@ -105,6 +105,29 @@ def _classes_per_client(config: dict) -> tuple[float, float] | None:
     return present, major
 
 
+def detection_lines(sweep) -> list[str]:
+    """How often the voters rejected a poisoned aggregate (a round with at least one malicious
+    proposer) and an honest one, over all protocol runs of each ratio."""
+    rows = []
+    for ratio in sweep.ratios:
+        runs = sweep.cell("protocol", ratio) if "protocol" in sweep.methods else []
+        records = [row for run in runs for row in run.rows]
+        poisoned = [row for row in records if int(row["malicious_proposers"]) > 0]
+        honest = [row for row in records if int(row["malicious_proposers"]) == 0]
+        rejected = lambda rs: sum(row["decision"] == "rejected" for row in rs)  # noqa: E731
+        share = lambda rs: f"{rejected(rs)}/{len(rs)} ({rejected(rs) / len(rs):.0%})" if rs else "-"  # noqa: E731
+        if records:
+            rows.append([f"{ratio:g}", str(len(runs)), share(poisoned), share(honest)])
+    if not rows:
+        return []
+    header = ["malicious ratio", "protocol runs", "poisoned rounds rejected", "honest rounds rejected"]
+    lines = ["Voters' decisions: rounds with at least one malicious proposer (poisoned) and rounds "
+             "with honest proposers only, summed over the protocol runs:", ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return lines + [""]
+
+
 DISCUSSION_FILE = "DISCUSSION.md"  # authored reading of a sweep's numbers, kept beside its runs
 
 
@@ -171,6 +194,7 @@ def _computed_lines(sweep, sweeps: Sequence) -> list[str]:
         lines.append("| " + " | ".join([METHOD_NAMES.get(method, method), *cells]) + " |")
     lines.append("")
 
+    lines += detection_lines(sweep)
     lines += ["### The paper's non-IID finding (Sec. 6.2.4)", ""]
     if is_iid(sweep):
         lines += ["This sweep is IID; the comparison is made in the non-IID sweep's section.", ""]

@@ -22,6 +22,12 @@ class FakeRun:
     def column(self, name):
         return np.array(self.values, dtype=float)
 
+    @property
+    def rows(self):
+        poisoned = self.method == "fedavg-attack"
+        return [{"malicious_proposers": str(int(poisoned)), "decision": "rejected" if poisoned else "accepted"}
+                for _ in self.values]
+
 
 class FakeSweep:
     """Just what fl.report_images reads from fl.report.Sweep: one run per (method, ratio) whose
@@ -75,6 +81,7 @@ def test_image_task_lines__gain_compared_with_the_iid_task(image_gain, expected)
     assert gaps(lending, last=50) == pytest.approx({0.1: 0.01, 0.2: 0.02})
     assert gaps(lending) == pytest.approx({0.1: 0.005, 0.2: 0.01})  # the whole run, first half included
     assert "Dirichlet concentration alpha = 0.5" in lines
+    assert "| 0.1 | 1 | - | 0/40 (0%) |" in lines  # the fake protocol runs have honest rounds only
     assert expected in lines
 
 
