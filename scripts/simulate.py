@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import time
 from dataclasses import asdict
@@ -16,6 +17,9 @@ from fl.chain import make_embedded_chain_reproducible
 from fl.simulation import SimulationConfig
 
 make_embedded_chain_reproducible()  # before `ape run` connects the embedded chain
+# An anvil that ape-foundry starts for this command skips step tracing (see tools/setup.sh):
+# the simulation reads raw receipts, and tracing makes large transactions about 10x slower.
+os.environ.setdefault("STAKEFL_ANVIL_NO_STEPS_TRACING", "1")
 
 DEFAULTS = SimulationConfig()
 

@@ -62,7 +62,19 @@ for target in "$SOLCX_DIR/solc-v$SOLC_VERSION" "$ROOT/.venv/bin/solc"; do
     printf '%s\n' "$shim" > "$target"; chmod +x "$target"
   fi
 done
-ln -sf "$ANVIL" .venv/bin/anvil
+# anvil on PATH for ape-foundry: a wrapper that drops ape-foundry's --steps-tracing when
+# STAKEFL_ANVIL_NO_STEPS_TRACING=1 (set by `ape run simulate`: it reads raw receipts, and
+# step tracing makes large transactions about 10x slower). Gas reports keep the tracing.
+anvil_shim="#!/bin/sh
+# anvil $ANVIL with --steps-tracing dropped when STAKEFL_ANVIL_NO_STEPS_TRACING=1 (see tools/setup.sh)
+if [ \"\${STAKEFL_ANVIL_NO_STEPS_TRACING:-}\" = 1 ]; then
+  for arg; do shift; [ \"\$arg\" = --steps-tracing ] || set -- \"\$@\" \"\$arg\"; done
+fi
+exec \"$ANVIL\" \"\$@\""
+if [ -L .venv/bin/anvil ] || [ ! -f .venv/bin/anvil ] || [ "$(cat .venv/bin/anvil)" != "$anvil_shim" ]; then
+  rm -f .venv/bin/anvil
+  printf '%s\n' "$anvil_shim" > .venv/bin/anvil; chmod +x .venv/bin/anvil
+fi
 
 # 5. Smoke test: the wrapper answers like native solc (cheap; no compile, no network).
 "$SOLCX_DIR/solc-v$SOLC_VERSION" --version | grep -q "Version: $SOLC_VERSION+commit" \
