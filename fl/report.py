@@ -482,12 +482,12 @@ def claim_a(sweep: Sweep, metric: str) -> tuple[bool | None, list[str]]:
     holds, lines = True, []
     for ratio in sweep.ratios:
         protocol, clean, attack = (values[(m, ratio)][0] for m in ("protocol", "fedavg-clean", "fedavg-attack"))
-        within = abs(clean - protocol) <= CLAIM_TOLERANCE
+        within = clean - protocol <= CLAIM_TOLERANCE  # at most 1 point below (above is fine)
         behind = attack < protocol
         holds &= within and behind
         lines.append(
             f"ratio {ratio:g}: w/o mal {clean:.3f}, protocol {protocol:.3f} (gap {clean - protocol:+.3f}, "
-            f"{'within' if within else 'NOT within'} 1 point), w/ mal {attack:.3f} "
+            f"{'not more than' if within else 'MORE than'} 1 point below), w/ mal {attack:.3f} "
             f"({'below' if behind else 'NOT below'} the protocol by {protocol - attack:+.3f})"
         )
     return holds, lines
