@@ -667,10 +667,15 @@ def classify_error(exc: BaseException) -> str | None:
         network_errors: tuple = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
     except ImportError:  # pragma: no cover
         network_errors = ()
+    # Ape may wrap a dropped connection in a VirtualMachineError: look down the whole cause chain
+    link, seen = exc, set()
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, (ConnectionError, TimeoutError, ProviderNotConnectedError, *network_errors)):
+            return "transient"
+        link = link.__cause__ or link.__context__
     if isinstance(exc, ContractLogicError):
         return "revert"
-    if isinstance(exc, (ConnectionError, TimeoutError, ProviderNotConnectedError, *network_errors)):
-        return "transient"
     if isinstance(exc, ProviderError) and not isinstance(exc, APINotImplementedError):
         text = str(exc).lower()
         if any(s in text for s in ("connection", "timed out", "timeout", "max retries", "missing latest block")):
