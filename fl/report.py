@@ -40,6 +40,7 @@ METHOD_NAMES = {
 }
 METHOD_COLORS = {"fedavg-attack": "tab:red", "protocol": "tab:blue", "fedavg-clean": "tab:green", "oracle": "black"}
 CLAIM_TOLERANCE = 0.01  # "within 1 point"
+NOTES_FILE = "NOTES.md"
 
 
 @dataclass
@@ -604,6 +605,10 @@ def task_section(sweep: Sweep, figures: Path, out: Path) -> list[str]:
         + (f", Dirichlet alpha {config['dirichlet_alpha']:g}" if task != "lending" else "") + ".",
         "",
     ]
+    roots = sorted({r.folder.parents[2] for r in sweep.runs})  # <results>/<method>/ratio-<r>/seed-<s>
+    for root in roots:  # authored notes kept beside the runs (what was run and why), included verbatim
+        if (root / NOTES_FILE).is_file():
+            lines += [(root / NOTES_FILE).read_text().strip(), ""]
     window = min(LAST_ROUNDS, sweep.rounds)
     table_name = "Table 3" if task == "lending" else "Table 4"
     lines += [f"### Scores of the last {window} rounds (the paper's {table_name})", ""]
@@ -808,10 +813,7 @@ def write_report(folders: Sequence[Path], out: Path, preamble: str | None = None
     ]
     if preamble:
         lines += [preamble, ""]
-    for folder in folders:  # authored discussion kept beside the runs, included verbatim
-        notes = Path(folder) / "NOTES.md"
-        if notes.is_file():
-            lines += [notes.read_text().strip(), ""]
+
     lines += ["Sweep time:", ""] + (sweep_time_lines(folders) or ["- not recorded"]) + [""]
     for sweep in sweeps:
         lines += task_section(sweep, figures, out)
