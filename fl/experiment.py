@@ -177,15 +177,29 @@ def simulate_command(config: SimulationConfig, folder: Path, network: str | None
     return command
 
 
+class RunBusy(RuntimeError):
+    """Another sweep process is making this run right now."""
+
+
 def run_one(spec: RunSpec, results: Path, network: str | None = None, simulate_params: set[str] | None = None) -> dict:
-    """Run `spec` into its folder (removing an unfinished one first). Returns its summary."""
+    """Run `spec` into its folder (removing an unfinished one first). Returns its summary.
+
+    A lock file beside the folder keeps two sweeps into one results folder off the same run.
+    """
     folder = spec.folder(results)
-    if folder.exists():
-        shutil.rmtree(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    if spec.is_protocol:
-        return _run_protocol(spec, folder, network, simulate_params or set())
-    return _run_baseline(spec, folder)
+    with open(folder.parent / f".{folder.name}.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunBusy(f"{folder} is being made by another sweep; rerun when it is done") from None
+        if is_done(folder):
+            return json.loads((folder / "summary.json").read_text())
+        if folder.exists():
+            shutil.rmtree(folder)
+        if spec.is_protocol:
+            return _run_protocol(spec, folder, network, simulate_params or set())
+        return _run_baseline(spec, folder)
 
 
 def _run_protocol(spec: RunSpec, folder: Path, network: str | None, simulate_params: set[str]) -> dict:
