@@ -405,7 +405,7 @@ def variant_section(sweep: Sweep, figures: Path, out: Path) -> list[str]:
                 rejected = mean_std([sum(row["decision"] == "rejected" for row in r.rows) for r in cell])[0]
                 removed = np.mean([1 - r.column("active_malicious")[-1] / max(1, r.summary.get("malicious_clients") or 1) for r in cell])
                 tokens = mean_std([r.column("mean_tokens_malicious_proposers")[-1] for r in cell])[0]
-                chain = [f"{rejected:.0f} of {cell[0].rounds}", f"{removed:.0%}", f"{tokens:.1f}"]
+                chain = [f"{rejected:.1f} of {cell[0].rounds}", f"{removed:.0%}", f"{tokens:.1f}"]
             rows.append([label, *metrics, *chain, len(cell)])
         lines += [_md_table(["method", "AUROC", "balanced acc.", "accuracy", "rejected rounds",
                              "malicious removed", "malicious proposers' tokens (end)", "seeds"], rows), ""]
@@ -516,7 +516,7 @@ def claim_b(sweep: Sweep) -> tuple[bool | None, list[str]]:
             f"ratio {ratio:g} (n={len(runs)}): after {runs[0].rounds} rounds malicious proposers hold "
             f"{malicious_tokens:.1f} tokens on average ({'below' if malicious_tokens < stake else 'NOT below'} "
             f"the proposer stake {stake:g}), {removed_share:.0%} of malicious clients removed "
-            f"({honest_removed:.0%} of honest ones); honest proposers hold {honest_tokens:.1f} "
+            f"({honest_removed:.0%} of honest ones); honest proposers hold {honest_tokens:.2f} "
             f"({'more' if honest_tokens > initial else 'NOT more'} than the initial {initial:g})"
         )
     return (holds if any_runs else None), lines
@@ -721,7 +721,7 @@ def saturation_notes(sweep: Sweep) -> list[str]:
             f"rounds, {poisoned:,} had at least one malicious proposer and {rejected:,} were rejected. "
             + ("A voter accepts when the aggregate's score is at least its current model's score minus epsilon; "
                "with a model that predicts all-negative before and after the poisoned update, a voter's validation "
-               "accuracy does not move, so the poisoned aggregate passes and nobody is slashed."
+               "accuracy does not move, so the poisoned aggregate passes."
                if score == "accuracy" else "")
         )
     attacked = [r for r in sweep.main if r.method == "fedavg-attack"]
