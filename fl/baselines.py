@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import dataclass, field
 from typing import Callable
 
 import torch
@@ -40,7 +39,7 @@ from fl.simulation import (
 )
 from fl.aggregate import fedavg
 from fl.store import UpdateStore, deserialize, hash_state
-from fl.votes import Decision, Vote
+from fl.votes import Decision, Proposal, RoundOpening, Settlement, Vote
 
 try:
     from fl.tasks import task_of
@@ -60,35 +59,6 @@ def selection_sizes(active: int, proposer_fraction: float) -> tuple[int, int]:
     return k, active - k
 
 
-@dataclass
-class _Opening:
-    round_id: int
-    proposers: list[str]
-    voters: list[str]
-    removed: list[str] = field(default_factory=list)
-    proposal_deadline: int = 0
-    commit_deadline: int = 0
-    reveal_deadline: int = 0
-
-
-@dataclass
-class _Proposal:
-    proposer: str
-    update_hash: bytes
-    sample_count: int
-
-
-@dataclass
-class _Settlement:
-    round_id: int
-    decision: Decision
-    global_model_hash: bytes
-    accept_votes: int
-    reject_votes: int
-    revealed_votes: int
-    outcomes: dict = field(default_factory=dict)  # no stakes: nobody is paid or slashed
-
-
 class AcceptAllLedger:
     """A ``fl.simulation.Ledger`` with no contract: seeded proposer draw, every aggregate accepted.
 
@@ -106,19 +76,19 @@ class AcceptAllLedger:
         self.seed = seed
         self.store = store
         self.round_id = 0
-        self._proposals: dict[int, list[_Proposal]] = {}
+        self._proposals: dict[int, list[Proposal]] = {}
         self._reveals: dict[int, list[tuple[str, Vote, bytes]]] = {}
 
-    def open_round(self, caller=None) -> _Opening:
+    def open_round(self, caller=None) -> RoundOpening:
         self.round_id += 1
         k, _ = selection_sizes(len(self.addresses), self.proposer_fraction)
         drawn = random.Random(derived_seed(self.seed, 13, self.round_id)).sample(self.addresses, len(self.addresses))
-        return _Opening(self.round_id, drawn[:k], [] if self.store is not None else drawn[k:])
+        return RoundOpening(self.round_id, drawn[:k], [] if self.store is not None else drawn[k:])
 
     def propose(self, round_id: int, proposals) -> None:
-        self._proposals[round_id] = [_Proposal(a, h, n) for a, h, n in proposals]
+        self._proposals[round_id] = [Proposal(a, h, n) for a, h, n in proposals]
 
-    def proposals_of(self, round_id: int) -> list[_Proposal]:
+    def proposals_of(self, round_id: int) -> list[Proposal]:
         return list(self._proposals.get(round_id, []))
 
     def commit(self, round_id: int, commits) -> None:
@@ -127,16 +97,16 @@ class AcceptAllLedger:
     def reveal(self, round_id: int, reveals) -> None:
         self._reveals[round_id] = [(a, v, h) for a, v, h, _ in reveals]
 
-    def settle(self, round_id: int, caller=None) -> _Settlement:
+    def settle(self, round_id: int, caller=None) -> Settlement:
         if self.store is not None:
             updates = [(deserialize(self.store.get(p.update_hash)), p.sample_count) for p in self.proposals_of(round_id)]
-            return _Settlement(round_id, Decision.ACCEPTED, hash_state(fedavg(updates)), 0, 0, 0)
+            return Settlement(round_id, Decision.ACCEPTED, hash_state(fedavg(updates)), 0, 0, 0)
         reveals = self._reveals.get(round_id, [])
         hashes = {h for _, _, h in reveals}
         if len(hashes) != 1:
             raise RuntimeError(f"round {round_id}: voters computed {len(hashes)} different aggregates")
         accepts = sum(v == Vote.ACCEPT for _, v, _ in reveals)
-        return _Settlement(
+        return Settlement(
             round_id, Decision.ACCEPTED, hashes.pop(), accepts, len(reveals) - accepts, len(reveals)
         )
 

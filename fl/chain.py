@@ -13,7 +13,7 @@ import os
 import secrets
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from ape import chain, project
@@ -23,7 +23,16 @@ from ape.api import AccountAPI
 
 from fl import txpath
 from fl.txpath import TransactionFailed  # noqa: F401 (re-exported)
-from fl.votes import Decision, Role, RoundState, Vote, commitment_for  # noqa: F401 (re-exported)
+from fl.votes import (  # noqa: F401 (re-exported)
+    Decision,
+    Proposal,
+    Role,
+    RoundOpening,
+    RoundState,
+    Settlement,
+    Vote,
+    commitment_for,
+)
 
 TOKEN = 10**18  # the test token has 18 decimals
 
@@ -66,37 +75,6 @@ def to_tokens(units: int) -> float:
 
 def new_salt() -> bytes:
     return secrets.token_bytes(32)
-
-
-@dataclass
-class RoundOpening:
-    round_id: int
-    proposers: list[str]
-    voters: list[str]
-    removed: list[str]
-    proposal_deadline: int
-    commit_deadline: int
-    reveal_deadline: int
-
-
-@dataclass
-class Settlement:
-    round_id: int
-    decision: Decision
-    global_model_hash: bytes
-    accept_votes: int
-    reject_votes: int
-    revealed_votes: int
-    # address -> (role, won, slashed units, rewarded units)
-    outcomes: dict[str, tuple[Role, bool, int, int]] = field(default_factory=dict)
-    gas_used: int = 0
-
-
-@dataclass
-class Proposal:
-    proposer: str
-    update_hash: bytes
-    sample_count: int
 
 
 # Transactions sent and wall seconds spent sending them (encode, sign, send, mine, receipts,

@@ -5,6 +5,7 @@ Pure Python (eth_abi + eth_utils), so the round logic can use them without Ape.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from eth_abi import encode as abi_encode
@@ -45,3 +46,42 @@ def commitment_for(round_id: int, voter: str, vote: Vote, aggregate_hash: bytes,
         [round_id, to_checksum_address(voter), int(vote), aggregate_hash, salt],
     )
     return keccak(encoded)
+
+
+# ---------------------------------------------------------------- what a ledger returns
+@dataclass
+class RoundOpening:
+    """A round as opened: who was drawn (and removed), and its deadlines."""
+
+    round_id: int
+    proposers: list[str]
+    voters: list[str]
+    removed: list[str] = field(default_factory=list)
+    proposal_deadline: int = 0
+    commit_deadline: int = 0
+    reveal_deadline: int = 0
+
+
+@dataclass
+class Settlement:
+    """A settled round: the decision, the model now in force, the votes and each stake's outcome."""
+
+    round_id: int
+    decision: Decision
+    global_model_hash: bytes
+    accept_votes: int
+    reject_votes: int
+    revealed_votes: int
+    # address -> (role, won, slashed units, rewarded units)
+    outcomes: dict[str, tuple[Role, bool, int, int]] = field(default_factory=dict)
+    gas_used: int = 0
+
+
+@dataclass
+class Proposal:
+    """One proposal as recorded on chain."""
+
+    proposer: str
+    update_hash: bytes
+    sample_count: int
+
