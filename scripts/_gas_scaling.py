@@ -14,23 +14,18 @@ call. docs/GAS.md records the numbers measured with it on anvil.
 from statistics import mean
 from typing import Callable, Sequence, Union
 
+from fl.chain import ProtocolParams
+
 TOKEN = 10**18
 CLIENT_STAKE = 64 * TOKEN
 BLOCK_GAS_LIMIT = 30_000_000
 
-#: VotingRound.Params defaults (SPEC.md; the same as fl.chain.ProtocolParams except the periods,
-#: which do not change gas).
-DEFAULT_PARAMS = dict(
-    proposerFractionBps=2000,
-    maxProposers=50,
-    maxVoters=150,
-    proposerStake=8 * TOKEN,
-    voterStake=4 * TOKEN,
-    proposerReward=2 * TOKEN,
-    proposalPeriod=600,
-    commitPeriod=600,
-    revealPeriod=600,
+#: VotingRound.Params defaults (SPEC.md), taken from the simulation's own fl.chain.ProtocolParams.
+PARAM_NAMES = (
+    "proposerFractionBps", "maxProposers", "maxVoters", "proposerStake", "voterStake",
+    "proposerReward", "proposalPeriod", "commitPeriod", "revealPeriod",
 )
+DEFAULT_PARAMS = dict(zip(PARAM_NAMES, ProtocolParams().as_struct()))
 INITIAL_MODEL = b"\x01" * 32
 UPDATE = b"\x11" * 32
 ACCEPT, REJECT = 1, 2
