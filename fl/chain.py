@@ -9,6 +9,7 @@ history is read back from the contracts' events.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import secrets
 import time
@@ -634,10 +635,38 @@ def head_block_number() -> int:
     return int(chain.blocks.head.number)
 
 
+STUCK_RECEIPT_TIMEOUT = 120  # seconds to wait again for a sent transaction Ape gave up on
+
+
+def await_unmined(exc: BaseException, timeout: int = STUCK_RECEIPT_TIMEOUT):
+    """The receipt of a transaction that was sent but not mined within Ape's acceptance timeout.
+
+    On a local node that is anvil's automine missing a ready transaction while many senders race
+    (foundry-rs/foundry#10122): mine one block, which takes it. On any network, wait `timeout`
+    seconds more for the same hash (never resend: that would act twice). Re-raises `exc` if the
+    hash cannot be read from it or the transaction is still not mined."""
+    import re
+
+    found = re.search(r"0x[0-9a-fA-F]{64}", str(exc))
+    if found is None:
+        raise exc
+    provider = chain.provider
+    local = provider.network.is_local and hasattr(provider, "mine")
+    logging.getLogger("stakefl.client").warning(
+        "transaction %s sent but not mined in time; %s", found.group(0)[:12],
+        "mining a block (local node)" if local else f"waiting up to {timeout} s more")
+    if local:
+        provider.mine()
+    receipt = provider.get_receipt(found.group(0), timeout=timeout)
+    receipt.raise_for_status()  # mined after its deadline, say: a revert like any other
+    return receipt
+
+
 def classify_error(exc: BaseException) -> str | None:
     """"revert" for a call the contract refused, "transient" for a node that is unreachable,
     slow or restarting (retry later), None for anything else (a bug: let it surface)."""
-    from ape.exceptions import APINotImplementedError, ContractLogicError, ProviderError, ProviderNotConnectedError
+    from ape.exceptions import (APINotImplementedError, ContractLogicError, ProviderError,
+                                ProviderNotConnectedError, TransactionNotFoundError)
 
     try:
         import requests
@@ -654,6 +683,8 @@ def classify_error(exc: BaseException) -> str | None:
         link = link.__cause__ or link.__context__
     if isinstance(exc, ContractLogicError):
         return "revert"
+    if isinstance(exc, TransactionNotFoundError):  # sent, not mined yet: re-read the chain later
+        return "transient"
     if isinstance(exc, ProviderError) and not isinstance(exc, APINotImplementedError):
         text = str(exc).lower()
         if any(s in text for s in ("connection", "timed out", "timeout", "max retries", "missing latest block")):
@@ -775,7 +806,12 @@ class ParticipantLedger:
 
     # ------------------------------------------------------------ actions
     def _send(self, method, *args) -> str:
-        receipt = method(*args, sender=self.account)
+        from ape.exceptions import TransactionNotFoundError
+
+        try:
+            receipt = method(*args, sender=self.account)
+        except TransactionNotFoundError as exc:
+            receipt = await_unmined(exc)
         return str(receipt.txn_hash)
 
     def mint(self, amount: int) -> str:

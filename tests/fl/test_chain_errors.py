@@ -31,3 +31,22 @@ def test_classify_error(exc, expected):
     actual = classify_error(exc)
 
     assert actual == expected
+
+
+def test_classify_error__transaction_not_mined_in_time__transient():
+    from ape.exceptions import TransactionNotFoundError
+
+    exc = TransactionNotFoundError("0x" + "ab" * 32, "is not in the chain after 20 seconds")
+
+    assert classify_error(exc) == "transient"
+
+
+def test_await_unmined__no_hash_in_the_error__reraises_it():
+    from ape.exceptions import TransactionNotFoundError
+
+    from fl.chain import await_unmined
+
+    exc = TransactionNotFoundError(None, "gone")
+
+    with pytest.raises(TransactionNotFoundError):
+        await_unmined(exc, timeout=1)
