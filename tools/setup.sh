@@ -51,17 +51,23 @@ if ! fresh python "$py_fp"; then
   echo "$py_fp" > "$STAMPS/python"
 fi
 
-# 4. The solc wrapper: py-solc-x looks for ~/.solcx/solc-v<version>; Slither looks for `solc` on PATH.
+# 4. The solc wrapper: py-solc-x looks for $SOLCX_BINARY_PATH/solc-v<version> (default
+# ~/.solcx); Slither looks for `solc` on PATH. The venv's own copy in .venv/solcx, named by a
+# .pth file that sets SOLCX_BINARY_PATH for the venv's Python unless already set, keeps
+# `ape compile` offline even if HOME changes (no download attempt, no traceback).
 SOLCX_DIR="${SOLCX_BINARY_PATH:-$HOME/.solcx}"
-mkdir -p "$SOLCX_DIR"
+mkdir -p "$SOLCX_DIR" .venv/solcx
 shim="#!/bin/sh
 # solc $SOLC_VERSION over solc-js: see $ROOT/tools/solc.js
 exec node \"$ROOT/tools/solc.js\" \"\$@\""
-for target in "$SOLCX_DIR/solc-v$SOLC_VERSION" "$ROOT/.venv/bin/solc"; do
+for target in "$SOLCX_DIR/solc-v$SOLC_VERSION" "$ROOT/.venv/solcx/solc-v$SOLC_VERSION" "$ROOT/.venv/bin/solc"; do
   if [ ! -f "$target" ] || [ "$(cat "$target")" != "$shim" ]; then
     printf '%s\n' "$shim" > "$target"; chmod +x "$target"
   fi
 done
+pth="$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/stakefl_solcx.pth"
+pth_line="import os; os.environ.setdefault('SOLCX_BINARY_PATH', '$ROOT/.venv/solcx')"
+[ -f "$pth" ] && [ "$(cat "$pth")" = "$pth_line" ] || printf '%s\n' "$pth_line" > "$pth"
 # anvil on PATH for ape-foundry: a wrapper that drops ape-foundry's --steps-tracing when
 # STAKEFL_ANVIL_NO_STEPS_TRACING=1 (set by `ape run simulate`: it reads raw receipts, and
 # step tracing makes large transactions about 10x slower). Gas reports keep the tracing.

@@ -102,3 +102,19 @@ def test_standard_json__malformed_input__error_inside_json(stdin):
 
     assert result.returncode == 0
     assert json.loads(result.stdout)["errors"][0]["severity"] == "error"
+
+
+def test_venv_python__other_home__py_solc_x_finds_the_project_wrapper(tmp_path):
+    """`make setup` leaves a .pth in the venv naming .venv/solcx: a HOME without ~/.solcx (changed
+    after setup) still compiles offline instead of attempting a download."""
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "SOLCX_BINARY_PATH"} | {"HOME": str(tmp_path)}
+    probe = "import solcx; print(solcx.get_installed_solc_versions())"
+
+    result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+
+    assert result.returncode == 0, result.stderr
+    assert "Version('0.8.28')" in result.stdout
+    assert not (tmp_path / ".solcx").exists()
