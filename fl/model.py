@@ -99,34 +99,57 @@ def train_local(
     near ``w_ref``. Note that the term's gradient is zero at ``w_ref`` itself, so it
     only acts from the second optimiser step on.
     """
+    check_training_args(epochs, lr, batch_size, len(split), proximal_to, proximal_mu)
+    local = copy.deepcopy(model)
+    local.train()
+    targets = 1.0 - split.y if flip_labels else split.y
+    return fit(local, split.X, targets, nn.BCEWithLogitsLoss(), epochs, lr, seed, batch_size, proximal_to, proximal_mu)
+
+
+def check_training_args(epochs: int, lr: float, batch_size: int, rows: int,
+                        proximal_to: Mapping[str, torch.Tensor] | None, proximal_mu: float) -> None:
+    """ValueError for arguments no local training accepts."""
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     if lr <= 0 or batch_size < 1:
         raise ValueError("lr and batch_size must be positive")
-    if len(split) == 0:
+    if rows == 0:
         raise ValueError("cannot train on an empty split")
     if proximal_mu < 0:
         raise ValueError(f"proximal_mu must be >= 0, got {proximal_mu}")
     if proximal_mu > 0 and proximal_to is None:
         raise ValueError("proximal_mu > 0 needs proximal_to (the reference weights)")
 
-    local = copy.deepcopy(model)
-    local.train()
+
+def fit(
+    local: nn.Module,
+    X: torch.Tensor,
+    targets: torch.Tensor,
+    loss_fn: nn.Module,
+    epochs: int,
+    lr: float,
+    seed: int,
+    batch_size: int,
+    proximal_to: Mapping[str, torch.Tensor] | None = None,
+    proximal_mu: float = 0.0,
+) -> dict[str, torch.Tensor]:
+    """The local training loop shared by every task: trains ``local`` in place and returns its state.
+
+    Adam with a fresh state; mini-batches in the order of a ``torch.Generator`` seeded with
+    ``seed``; with ``proximal_to`` the loss gets FedProx's ``proximal_mu / 2 * ||w - w_ref||^2``.
+    """
     parameters = dict(local.named_parameters())
     reference = None
     if proximal_to is not None and proximal_mu > 0:
         reference = {name: proximal_to[name].detach().to(torch.float32) for name in parameters}
     optimizer = torch.optim.Adam(local.parameters(), lr=lr)
-    loss_fn = nn.BCEWithLogitsLoss()
-    targets = 1.0 - split.y if flip_labels else split.y
     generator = torch.Generator().manual_seed(int(seed))
-
     for _ in range(epochs):
-        order = torch.randperm(len(split), generator=generator)
-        for start in range(0, len(split), batch_size):
+        order = torch.randperm(len(X), generator=generator)
+        for start in range(0, len(X), batch_size):
             batch = order[start:start + batch_size]
             optimizer.zero_grad()
-            loss = loss_fn(local(split.X[batch]), targets[batch])
+            loss = loss_fn(local(X[batch]), targets[batch])
             if reference is not None:
                 distance = sum(((parameters[n] - reference[n]) ** 2).sum() for n in parameters)
                 loss = loss + proximal_mu / 2 * distance

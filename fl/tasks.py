@@ -37,7 +37,7 @@ from sklearn.metrics import accuracy_score, balanced_accuracy_score
 from torch import nn
 
 from fl.data import FederatedData, Split, load_lending_club, make_federated_data
-from fl.model import Metrics, evaluate, init_model, state_of, train_local
+from fl.model import Metrics, check_training_args, evaluate, fit, init_model, state_of, train_local
 
 TASKS = ("lending", "fmnist", "chestxray")
 # Mini-batch of local image training. 160 training images per client (the default 200
@@ -88,17 +88,7 @@ def train_images(
     ``flip_labels`` trains on ``attack_labels(y)``; ``proximal_to``/``proximal_mu`` add
     FedProx's ``mu/2 * ||w - w_ref||^2`` as in ``train_local``.
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    if lr <= 0 or batch_size < 1:
-        raise ValueError("lr and batch_size must be positive")
-    if len(split) == 0:
-        raise ValueError("cannot train on an empty split")
-    if proximal_mu < 0:
-        raise ValueError(f"proximal_mu must be >= 0, got {proximal_mu}")
-    if proximal_mu > 0 and proximal_to is None:
-        raise ValueError("proximal_mu > 0 needs proximal_to (the reference weights)")
-
+    check_training_args(epochs, lr, batch_size, len(split), proximal_to, proximal_mu)
     local = copy.deepcopy(model)
     local.train()
     multilabel = _is_multilabel(split)
@@ -106,24 +96,7 @@ def train_images(
     if flip_labels:
         targets = attack_labels(split.y, None if multilabel else _num_outputs(local, split))
     loss_fn: nn.Module = nn.BCEWithLogitsLoss() if multilabel else nn.CrossEntropyLoss()
-    parameters = dict(local.named_parameters())
-    reference = None
-    if proximal_to is not None and proximal_mu > 0:
-        reference = {name: proximal_to[name].detach().to(torch.float32) for name in parameters}
-    optimizer = torch.optim.Adam(local.parameters(), lr=lr)
-    generator = torch.Generator().manual_seed(int(seed))
-    for _ in range(epochs):
-        order = torch.randperm(len(split), generator=generator)
-        for start in range(0, len(split), batch_size):
-            batch = order[start:start + batch_size]
-            optimizer.zero_grad()
-            loss = loss_fn(local(split.X[batch]), targets[batch])
-            if reference is not None:
-                distance = sum(((parameters[n] - reference[n]) ** 2).sum() for n in parameters)
-                loss = loss + proximal_mu / 2 * distance
-            loss.backward()
-            optimizer.step()
-    return state_of(local)
+    return fit(local, split.X, targets, loss_fn, epochs, lr, seed, batch_size, proximal_to, proximal_mu)
 
 
 def _num_outputs(model: nn.Module, split: Split) -> int:
