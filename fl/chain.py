@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import re
 import secrets
 import time
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from ape import chain, project
 from eth_account import Account
 from eth_utils import keccak
 from ape.api import AccountAPI
+from ape.exceptions import TransactionNotFoundError
 
 from fl import txpath
 from fl.txpath import TransactionFailed  # noqa: F401 (re-exported)
@@ -645,8 +647,6 @@ def await_unmined(exc: BaseException, timeout: int = STUCK_RECEIPT_TIMEOUT):
     (foundry-rs/foundry#10122): mine one block, which takes it. On any network, wait `timeout`
     seconds more for the same hash (never resend: that would act twice). Re-raises `exc` if the
     hash cannot be read from it or the transaction is still not mined."""
-    import re
-
     found = re.search(r"0x[0-9a-fA-F]{64}", str(exc))
     if found is None:
         raise exc
@@ -665,8 +665,7 @@ def await_unmined(exc: BaseException, timeout: int = STUCK_RECEIPT_TIMEOUT):
 def classify_error(exc: BaseException) -> str | None:
     """"revert" for a call the contract refused, "transient" for a node that is unreachable,
     slow or restarting (retry later), None for anything else (a bug: let it surface)."""
-    from ape.exceptions import (APINotImplementedError, ContractLogicError, ProviderError,
-                                ProviderNotConnectedError, TransactionNotFoundError)
+    from ape.exceptions import APINotImplementedError, ContractLogicError, ProviderError, ProviderNotConnectedError
 
     try:
         import requests
@@ -806,8 +805,6 @@ class ParticipantLedger:
 
     # ------------------------------------------------------------ actions
     def _send(self, method, *args) -> str:
-        from ape.exceptions import TransactionNotFoundError
-
         try:
             receipt = method(*args, sender=self.account)
         except TransactionNotFoundError as exc:
