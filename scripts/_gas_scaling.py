@@ -14,7 +14,7 @@ call. docs/GAS.md records the numbers measured with it on anvil.
 from statistics import mean
 from typing import Callable, Sequence, Union
 
-from fl.chain import ProtocolParams
+from fl.chain.ledger import ProtocolParams
 
 TOKEN = 10**18
 CLIENT_STAKE = 64 * TOKEN

@@ -2,7 +2,7 @@
 
 Measures in one run, on this machine (docs/PERFORMANCE.md explains every figure):
   (a) raw capacity: tx/s of a plain JSON-RPC loop against an anvil node the bench starts;
-  (b) protocol tx/s of the project's chain adapter (fl/chain.py + fl/txpath.py) during a simulation;
+  (b) protocol tx/s of the project's chain adapter (fl/chain/ledger.py + fl/chain/txpath.py) during a simulation;
   (c) rounds/s of the full protocol at --clients on that anvil and on the embedded provider;
   (d) rounds/s of the same federated rounds without the chain (plain FedAvg, same training);
   the ratios (b)/(a) and (c anvil)/(d); gas of every protocol call and of a whole round at
@@ -67,7 +67,7 @@ def cli(clients, rounds, embedded_rounds, raw_txs, gas_clients, memory_clients, 
     folder.mkdir(parents=True, exist_ok=True)
     import torch
 
-    torch.set_num_threads(1)  # as fl.runner does: the models are tiny
+    torch.set_num_threads(1)  # as fl.simulation.runner does: the models are tiny
     results: dict = {
         "machine": machine(),
         "load_average_before": os.getloadavg(),
@@ -249,18 +249,18 @@ def _round_rates(records_seconds: list[float]) -> dict:
 
 
 def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, folder: Path, clock: "CpuClock") -> dict:
-    """`ape run simulate`'s run (fl.runner.run_simulation) at paper defaults, timed per round;
-    the adapter's own send time per call (fl.chain.ADAPTER_STATS) gives (b)."""
+    """`ape run simulate`'s run (fl.simulation.runner.run_simulation) at paper defaults, timed per round;
+    the adapter's own send time per call (fl.chain.ledger.ADAPTER_STATS) gives (b)."""
     from ape import networks
 
     settings = {"host": uri} if uri else None
     with networks.parse_network_choice(network, provider_settings=settings):
-        from fl import chain as onchain
-        from fl.recorder import read_metrics
-        from fl.runner import run_simulation
-        from fl.simulation import SimulationConfig
+        from fl.chain import ledger as onchain
+        from fl.simulation.recorder import read_metrics
+        from fl.simulation.runner import run_simulation
+        from fl.simulation.rounds import SimulationConfig
 
-        from fl.recorder import RunRecorder
+        from fl.simulation.recorder import RunRecorder
 
         before = {k: list(v) for k, v in onchain.ADAPTER_STATS.items()}
         marks = []  # CPU clock after every round (the recorder is called once per settled round)
@@ -322,16 +322,16 @@ def _cpu_rates(marks: list[tuple[float, float]], node: str | None) -> dict:
 
 
 def timed_fedavg(clients: int, rounds: int, folder: Path) -> dict:
-    """(d): fl.baselines.run_fedavg, the same round loop, data, training and aggregation over a
+    """(d): fl.simulation.baselines.run_fedavg, the same round loop, data, training and aggregation over a
     ledger in plain Python that accepts every aggregate (no chain, no votes)."""
-    from fl.baselines import run_fedavg
-    from fl.simulation import SimulationConfig, load_federated_data
-    from fl.store import UpdateStore
+    from fl.simulation.baselines import run_fedavg
+    from fl.simulation.rounds import SimulationConfig, load_federated_data
+    from fl.learning.store import UpdateStore
 
     config = SimulationConfig(clients=clients, rounds=rounds, seed=0)
     data = load_federated_data(config)
     marks = []
-    records = run_fedavg(config, data, UpdateStore(str(folder / "updates"), durable=False),  # as fl.runner's
+    records = run_fedavg(config, data, UpdateStore(str(folder / "updates"), durable=False),  # as fl.simulation.runner's
                          on_round=lambda record, extra: marks.append((time.process_time(), 0.0)))
     return {"clients": clients, **_round_rates([r.seconds for r in records]), **_cpu_rates(marks, None)}
 
@@ -344,7 +344,7 @@ def round_gas(uri: str, sizes: list[int]) -> list[dict]:
 
     from scripts._gas_scaling import anvil_account_factory, measure_round_gas
 
-    from fl.chain import quiet_logging
+    from fl.chain.ledger import quiet_logging
 
     quiet_logging()
     out = []
@@ -364,8 +364,8 @@ from pathlib import Path
 from ape import networks
 uri, clients, rounds, folder = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 with networks.parse_network_choice("ethereum:local:foundry", provider_settings={"host": uri}):
-    from fl.runner import run_simulation
-    from fl.simulation import SimulationConfig
+    from fl.simulation.runner import run_simulation
+    from fl.simulation.rounds import SimulationConfig
     started = time.perf_counter()
     summary = run_simulation(SimulationConfig(clients=clients, rounds=rounds, seed=0), Path(folder), progress=False)
 # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec from the parent (the bench itself)

@@ -57,12 +57,12 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
     a voter, open and settle rounds in turn with the other clients, and adopt each recorded global
     model from the shared store. Safe to stop and restart: it resumes from the chain and --state.
     """
-    from fl import chain as onchain
-    from fl import deployments as registry_file
-    from fl.data import DataError
-    from fl.model import init_model, state_of
-    from fl.participant import ClientConfig, ClientState, Participant, ParticipantError, load_participant_data
-    from fl.store import UpdateStore, hash_state
+    from fl.chain import ledger as onchain
+    from fl.chain import deployments as registry_file
+    from fl.learning.data import DataError
+    from fl.learning.model import init_model, state_of
+    from fl.participant.client import ClientConfig, ClientState, Participant, ParticipantError, load_participant_data
+    from fl.learning.store import UpdateStore, hash_state
 
     import torch
 
@@ -164,7 +164,7 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
 
 
 def _with_retry(action, classify, log, attempts: int = 8):
-    from fl.participant import Backoff
+    from fl.participant.client import Backoff
 
     backoff = Backoff()
     for attempt in range(attempts):

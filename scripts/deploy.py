@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import click
 from ape.cli import ConnectedProviderCommand, account_option
 
-from fl.chain import ProtocolParams
+from fl.chain.ledger import ProtocolParams
 
 DEFAULTS = ProtocolParams()
 
@@ -52,11 +52,11 @@ def cli(account, token, deployments, force, model_seed, features, store, **param
     Examples: `ape run deploy --network ethereum:local:foundry --account TEST::0` (anvil running
     on localhost:8545), `ape run deploy --network ethereum:sepolia:node --account deployer --token 0x...`.
     """
-    from fl import chain as onchain
-    from fl import deployments as registry_file
-    from fl.data import DataError, load_lending_club, make_federated_data
-    from fl.model import init_model, state_of
-    from fl.store import UpdateStore, hash_state
+    from fl.chain import ledger as onchain
+    from fl.chain import deployments as registry_file
+    from fl.learning.data import DataError, load_lending_club, make_federated_data
+    from fl.learning.model import init_model, state_of
+    from fl.learning.store import UpdateStore, hash_state
 
     path = deployments or registry_file.default_path()
     network = onchain.network_name()

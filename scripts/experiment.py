@@ -95,8 +95,8 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     import torch
     from tqdm import tqdm
 
-    import fl.experiment
-    from fl.experiment import finalize_orphan, is_done, plan_sweep, run_one, update_sweep_log
+    import fl.experiments.sweep
+    from fl.experiments.sweep import finalize_orphan, is_done, plan_sweep, run_one, update_sweep_log
 
     if ctx.get_parameter_source("attack") == ParameterSource.DEFAULT:
         options["attack"] = "proposer"
@@ -113,7 +113,7 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         raise click.BadParameter(str(exc)) from None
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
-    fl.experiment._ALL_OPTIONS.update(p.opts[0].lstrip("-") for p in _simulate.cli.params if p.opts)
+    fl.experiments.sweep._ALL_OPTIONS.update(p.opts[0].lstrip("-") for p in _simulate.cli.params if p.opts)
     for spec in specs:
         if finalize_orphan(spec, results):
             click.echo(f"finalized {spec.folder(results)} (finished after its sweep stopped)")
@@ -192,7 +192,7 @@ def report(results, out):
     """Read every run folder under --results (experiment.json, metrics.csv, summary.json,
     onchain.json) and write <out>/RESULTS.md with the tables inline and the figures as PNG files in
     <out>/figures, plus the tables as CSV. Nothing is drawn by hand: rerun after any sweep."""
-    from fl.report import write_report
+    from fl.experiments.report import write_report
 
     if not results:
         results = sorted(str(p.parent) for p in Path("results").glob("*/sweep.json"))

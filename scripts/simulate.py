@@ -13,8 +13,8 @@ from pathlib import Path
 import click
 from ape.cli import ConnectedProviderCommand
 
-from fl.chain import make_embedded_chain_reproducible
-from fl.simulation import SimulationConfig
+from fl.chain.ledger import make_embedded_chain_reproducible
+from fl.simulation.rounds import SimulationConfig
 
 make_embedded_chain_reproducible()  # before `ape run` connects the embedded chain
 # An anvil that ape-foundry starts for this command skips step tracing (see tools/setup.sh):
@@ -107,10 +107,10 @@ def cli(output, **options):
     Writes a run folder: config.json, metrics.csv, events.jsonl (on-chain events),
     summary.json and PNG plots. Ctrl-C stops after writing the rounds that finished.
     """
-    from fl.cnn import ModelUnavailable
-    from fl.data import DataError
-    from fl.recorder import RunFolderExists
-    from fl.runner import run_simulation  # imported late so --help is fast
+    from fl.learning.cnn import ModelUnavailable
+    from fl.learning.data import DataError
+    from fl.simulation.recorder import RunFolderExists
+    from fl.simulation.runner import run_simulation  # imported late so --help is fast
 
     config = config_from_options(options)
     folder = Path(output) if output else Path("runs") / f"simulate-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"

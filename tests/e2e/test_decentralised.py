@@ -31,7 +31,7 @@ import requests
 from ape import project
 from web3 import Web3
 
-from fl.votes import Decision, Role
+from fl.protocol.votes import Decision, Role
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -146,7 +146,7 @@ def scenario(tmp_path_factory):
     try:
         # Plain automine, as users run it. With many senders racing it can leave a transaction
         # unmined (foundry-rs/foundry#10122; 1 start in 5 here): the clients mine it themselves
-        # after ape-config's 6 s acceptance timeout (fl.chain.await_unmined).
+        # after ape-config's 6 s acceptance timeout (fl.chain.ledger.await_unmined).
         anvil_argv = [str(BIN / "anvil"), "--port", str(port), "--hardfork", "cancun", "--mnemonic", MNEMONIC,
                       "--accounts", "20", "--silent", "--state", str(folder / "anvil-state.json")]
         procs.start("anvil", anvil_argv, env)
@@ -348,7 +348,7 @@ def test_client_leave__withdraws_the_whole_stake(scenario):
 
 
 def test_decentralised__clients_hold_the_recorded_global_model(scenario):
-    from fl.store import UpdateStore
+    from fl.learning.store import UpdateStore
 
     voting = contract(scenario["w3"], "VotingRound", scenario["record"]["voting"])
     recorded = bytes(voting.functions.globalModelHash().call())

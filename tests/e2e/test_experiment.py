@@ -136,7 +136,7 @@ def test_report__table_cells_come_from_the_runs(sweep, report):
 
 # --------------------------------------------------------------------- the baselines (no chain)
 def test_selection_sizes__match_the_contracts_draw():
-    from fl.baselines import selection_sizes
+    from fl.simulation.baselines import selection_sizes
 
     expected = [(10, (2, 8)), (50, (10, 40)), (3, (1, 2)), (2, (1, 1)), (37, (7, 30))]
 
@@ -146,9 +146,9 @@ def test_selection_sizes__match_the_contracts_draw():
 
 
 def test_fedavg_baseline__same_models_with_or_without_voters(tmp_path):
-    from fl.baselines import run_fedavg
-    from fl.simulation import SimulationConfig, load_federated_data
-    from fl.store import UpdateStore
+    from fl.simulation.baselines import run_fedavg
+    from fl.simulation.rounds import SimulationConfig, load_federated_data
+    from fl.learning.store import UpdateStore
 
     config = SimulationConfig(clients=10, rounds=2, malicious_ratio=0.3, attack="proposer", seed=4)
     data = load_federated_data(config)
@@ -162,8 +162,8 @@ def test_fedavg_baseline__same_models_with_or_without_voters(tmp_path):
 
 
 def test_oracle__trains_on_the_pooled_rows_and_is_seeded():
-    from fl.baselines import run_oracle
-    from fl.simulation import SimulationConfig, load_federated_data
+    from fl.simulation.baselines import run_oracle
+    from fl.simulation.rounds import SimulationConfig, load_federated_data
 
     config = SimulationConfig(clients=10, rounds=3, seed=2)
     data = load_federated_data(config)
@@ -176,8 +176,8 @@ def test_oracle__trains_on_the_pooled_rows_and_is_seeded():
 
 
 def test_plan_sweep__seed_by_seed_with_extras_only_where_asked():
-    from fl.experiment import plan_sweep
-    from fl.simulation import SimulationConfig
+    from fl.experiments.sweep import plan_sweep
+    from fl.simulation.rounds import SimulationConfig
 
     base = SimulationConfig(rounds=100, attack="proposer")
 

@@ -1,4 +1,4 @@
-"""The fast transaction path (fl/txpath.py) on the embedded chain: a reverted transaction
+"""The fast transaction path (fl/chain/txpath.py) on the embedded chain: a reverted transaction
 raises with the contract's reason, and one round sent on the fast path ends exactly as the
 same round sent through Ape's ordinary path (same decisions, same stakes, same events)."""
 
@@ -6,9 +6,9 @@ import pytest
 from ape import chain
 from eth_hash.auto import keccak
 
-from fl import chain as onchain
-from fl.chain import ProtocolChain, ProtocolParams, TransactionFailed, _jsonable
-from fl.votes import Vote, commitment_for
+from fl.chain import ledger as onchain
+from fl.chain.ledger import ProtocolChain, ProtocolParams, TransactionFailed, _jsonable
+from fl.protocol.votes import Vote, commitment_for
 
 CLIENTS = 6
 

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from fl.cnn import torchvision_available
-from fl.data import DataError
-from fl.images import load_fashion_mnist
-from fl.recorder import read_metrics
-from fl.runner import run_simulation
-from fl.simulation import SimulationConfig
+from fl.learning.cnn import torchvision_available
+from fl.learning.data import DataError
+from fl.learning.images import load_fashion_mnist
+from fl.simulation.recorder import read_metrics
+from fl.simulation.runner import run_simulation
+from fl.simulation.rounds import SimulationConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 APE = str(Path(sys.executable).parent / "ape")

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from fl import chain as onchain
-from fl.data import load_lending_club, make_federated_data
-from fl.model import init_model, state_of
-from fl.recorder import read_metrics
-from fl.runner import protocol_params, run_simulation
-from fl.simulation import SimulationConfig, make_clients, run_protocol
-from fl.store import UpdateStore, hash_state, serialize
-from fl.votes import Decision, Role
+from fl.chain import ledger as onchain
+from fl.learning.data import load_lending_club, make_federated_data
+from fl.learning.model import init_model, state_of
+from fl.simulation.recorder import read_metrics
+from fl.simulation.runner import protocol_params, run_simulation
+from fl.simulation.rounds import SimulationConfig, make_clients, run_protocol
+from fl.learning.store import UpdateStore, hash_state, serialize
+from fl.protocol.votes import Decision, Role
 
 ROOT = Path(__file__).resolve().parents[2]
 APE = str(Path(sys.executable).parent / "ape")

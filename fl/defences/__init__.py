@@ -1,0 +1,1 @@
+"""How the honest side resists poisoning: aggregation (FedAvg) and, later, robust aggregators and review policies."""

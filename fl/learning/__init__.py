@@ -1,0 +1,1 @@
+"""Data, models, local training, evaluation and the content-addressed update store (pure: no chain)."""

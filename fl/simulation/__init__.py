@@ -1,0 +1,1 @@
+"""The simulated federation: the round loop over a ledger, the baselines, the run recorder."""

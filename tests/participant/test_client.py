@@ -1,0 +1,400 @@
+"""The decentralised client's decisions (fl.participant.client) against an in-memory model of VotingRound.
+
+No chain here: `FakeChain` keeps the contract's rules that the client relies on (phases from
+deadlines, one proposal / commit / reveal per selected client, reveal must match the commit),
+so restarts, reverts, outages and deadlines can be played exactly. The real contracts and
+processes are exercised by tests/e2e/test_decentralised.py.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from fl.chain import deployments
+from fl.learning.data import ClientData, DataError, Split
+from fl.participant.client import (
+    ClientConfig, ClientState, Participant, ParticipantError, load_participant_data, phase, turn_delay,
+    write_shard_csv,
+)
+from fl.simulation.rounds import ZERO_HASH
+from fl.learning.store import UpdateStore, hash_state
+from fl.learning.model import init_model, state_of
+from fl.protocol.votes import Decision, Role, RoundState, Vote, commitment_for
+
+NUM_FEATURES = 8
+PERIOD = 10
+
+
+def make_separable_split(num_rows: int, num_features: int = NUM_FEATURES, seed: int = 0) -> Split:
+    generator = torch.Generator().manual_seed(seed)
+    X = torch.randn(num_rows, num_features, generator=generator)
+    y = (X @ torch.linspace(-1.0, 1.0, num_features) > 0).to(torch.float32)
+    return Split(X=X, y=y)
+
+
+class Revert(Exception):
+    pass
+
+
+def classify(exc):
+    if isinstance(exc, Revert):
+        return "revert"
+    if isinstance(exc, ConnectionError):
+        return "transient"
+    return None
+
+
+class FakeChain:
+    """Just enough of VotingRound + StakeRegistry for one client's decisions."""
+
+    def __init__(self, initial_hash: bytes, clients: list[str]):
+        self.now = 1_000
+        self.global_hash = initial_hash
+        self.current = 0
+        self.rounds: dict[int, dict] = {}
+        self.stakes = {c: {"stake": 64, "locked": 0, "active": True, "removed": False} for c in clients}
+        self.sent: list[tuple[str, str, int]] = []
+
+    def open(self, proposers: list[str], voters: list[str]) -> int:
+        self.current += 1
+        t = self.now
+        self.rounds[self.current] = {
+            "view": SimpleNamespace(round_id=self.current, proposal_deadline=t + PERIOD, commit_deadline=t + 2 * PERIOD,
+                                    reveal_deadline=t + 3 * PERIOD, settled=False, decision=Decision.NONE,
+                                    global_model_hash=self.global_hash),
+            "roles": {**{p: Role.PROPOSER for p in proposers}, **{v: Role.VOTER for v in voters}},
+            "acted": set(), "revealed": {}, "commitments": {}, "proposals": [],
+        }
+        return self.current
+
+    def state(self, r: int) -> RoundState:
+        return phase(self.rounds[r]["view"], self.now)
+
+    def settle(self, r: int) -> None:
+        info = self.rounds[r]
+        accepts = [h for v, h in info["revealed"].values() if v == Vote.ACCEPT]
+        best = max(set(accepts), key=accepts.count) if accepts else ZERO_HASH
+        accepted = 2 * accepts.count(best) > len(info["revealed"])
+        if accepted:
+            self.global_hash = best
+        info["view"].settled = True
+        info["view"].decision = Decision.ACCEPTED if accepted else Decision.REJECTED
+        info["view"].global_model_hash = self.global_hash
+
+
+class FakeLedger:
+    def __init__(self, chain: FakeChain, address: str):
+        self.chain, self.address = chain, address
+        self.down = 0  # calls left that fail as if the node were unreachable
+
+    def _reachable(self):
+        if self.down:
+            self.down -= 1
+            raise ConnectionError("connection refused")
+
+    def current_round_id(self):
+        self._reachable()
+        return self.chain.current
+
+    def round(self, r):
+        return self.chain.rounds[r]["view"]
+
+    def participant(self, r, address=None):
+        info = self.chain.rounds[r]
+        a = address or self.address
+        return SimpleNamespace(role=info["roles"].get(a, Role.NONE), acted=a in info["acted"],
+                               revealed=a in info["revealed"])
+
+    def proposals(self, r):
+        return list(self.chain.rounds[r]["proposals"])
+
+    def global_model_hash(self):
+        return self.chain.global_hash
+
+    def stake(self, address=None):
+        return dict(self.chain.stakes[address or self.address])
+
+    def active_clients(self):
+        return [a for a, s in self.chain.stakes.items() if s["active"]]
+
+    def token_balance(self, address=None):
+        return 0
+
+    def settlement_of(self, r, from_block=0, address=None):
+        return None
+
+    def _act(self, action, r, required: RoundState):
+        info = self.chain.rounds[r]
+        if self.chain.state(r) != required:
+            raise Revert(f"RoundNotInState({r})")
+        self.chain.sent.append((self.address, action, r))
+        return info
+
+    def propose(self, r, update_hash, samples):
+        info = self._act("propose", r, RoundState.PROPOSING)
+        if self.address in info["acted"]:
+            raise Revert("RoundAlreadyActed")
+        info["acted"].add(self.address)
+        info["proposals"].append(SimpleNamespace(proposer=self.address, update_hash=update_hash, sample_count=samples))
+        return "0xpropose"
+
+    def commit(self, r, commitment):
+        info = self._act("commit", r, RoundState.COMMITTING)
+        if self.address in info["acted"]:
+            raise Revert("RoundAlreadyActed")
+        info["acted"].add(self.address)
+        info["commitments"][self.address] = commitment
+        return "0xcommit"
+
+    def reveal(self, r, vote, aggregate_hash, salt):
+        info = self._act("reveal", r, RoundState.REVEALING)
+        if commitment_for(r, self.address, vote, aggregate_hash, salt) != info["commitments"].get(self.address):
+            raise Revert("RoundCommitmentMismatch")
+        info["revealed"][self.address] = (vote, aggregate_hash)
+        return "0xreveal"
+
+    def withdraw(self, amount):
+        self.chain.sent.append((self.address, "withdraw", 0))
+        self.chain.stakes[self.address]["stake"] -= amount
+        return "0xwithdraw"
+
+    def open_round(self):
+        raise AssertionError("opening is played by the test")
+
+    def settle(self, r):
+        if self.chain.state(r) != RoundState.SETTLEABLE:
+            raise Revert("RoundNotInState")
+        self.chain.sent.append((self.address, "settle", r))
+        self.chain.settle(r)
+        return "0xsettle"
+
+
+A, B, C = "0x" + "aa" * 20, "0x" + "bb" * 20, "0x" + "cc" * 20
+
+
+@pytest.fixture
+def world(tmp_path):
+    initial = state_of(init_model(NUM_FEATURES, 0))
+    chain = FakeChain(hash_state(initial), [A, B, C])
+    store_url = f"memory://participant-{uuid.uuid4().hex}"
+
+    def make(address: str, index: int, **config) -> Participant:
+        data = ClientData(train=make_separable_split(64, NUM_FEATURES, seed=index),
+                          val=make_separable_split(64, NUM_FEATURES, seed=10 + index))
+        state = ClientState(tmp_path / address[:6], address, "0xvoting", 31337)
+        return Participant(FakeLedger(chain, address), classify, UpdateStore(store_url), state, data,
+                           NUM_FEATURES, 0, ClientConfig(poll_seconds=0.01, **config), clock=lambda: chain.now)
+
+    return SimpleNamespace(chain=chain, make=make, store_url=store_url)
+
+
+def test_phase__matches_the_contract_boundaries():
+    view = SimpleNamespace(settled=False, proposal_deadline=10, commit_deadline=20, reveal_deadline=30)
+
+    actual = [phase(view, t) for t in (9, 10, 19, 20, 29, 30)]
+
+    assert actual == [RoundState.PROPOSING, RoundState.COMMITTING, RoundState.COMMITTING,
+                      RoundState.REVEALING, RoundState.REVEALING, RoundState.SETTLEABLE]
+
+
+def test_turn_delay__rotates_with_the_round():
+    active = [A, B, C]
+
+    assert [turn_delay(c, active, 0, 2.0) for c in active] == [0.0, 2.0, 4.0]
+    assert [turn_delay(c, active, 1, 2.0) for c in active] == [4.0, 0.0, 2.0]
+    assert turn_delay("0x" + "dd" * 20, active, 1, 2.0) is None
+
+
+def test_round__proposer_and_voters_act_once_each(world):
+    a, b, c = world.make(A, 0), world.make(B, 1), world.make(C, 2)
+    r = world.chain.open([A], [B, C])
+
+    for _ in range(2):  # a second poll in the same phase sends nothing
+        for p in (a, b, c):
+            p.step()
+    world.chain.now += PERIOD
+    for _ in range(2):
+        for p in (a, b, c):
+            p.step()
+    world.chain.now += PERIOD
+    for _ in range(2):
+        for p in (a, b, c):
+            p.step()
+
+    expected = [(A, "propose", r), (B, "commit", r), (C, "commit", r), (B, "reveal", r), (C, "reveal", r)]
+    assert world.chain.sent == expected
+    assert set(world.chain.rounds[r]["revealed"]) == {B, C}
+
+
+def test_voter_restarted_after_commit__reveals_the_saved_ballot_without_recommitting(world):
+    a, b = world.make(A, 0), world.make(B, 1)
+    r = world.chain.open([A], [B])
+    a.step()
+    world.chain.now += PERIOD
+    b.step()
+    committed = b.state.ballot(r)
+    b.state.close()  # the process dies
+
+    restarted = world.make(B, 1)
+    restarted.step()  # still committing: already acted on chain, nothing to send
+    world.chain.now += PERIOD
+    restarted.step()
+
+    assert [s for s in world.chain.sent if s[0] == B] == [(B, "commit", r), (B, "reveal", r)]
+    assert world.chain.rounds[r]["revealed"][B] == (Vote(committed["vote"]), bytes.fromhex(committed["aggregate_hash"]))
+    journal = [json.loads(line) for line in restarted.state.journal.read_text().splitlines()]
+    assert [(e["action"], e["status"]) for e in journal] == [
+        ("commit", "sending"), ("commit", "sent"), ("reveal", "sending"), ("reveal", "sent")]
+
+
+def test_voter_died_after_saving_ballot__commits_that_same_ballot(world):
+    a, b = world.make(A, 0), world.make(B, 1)
+    r = world.chain.open([A], [B])
+    a.step()
+    world.chain.now += PERIOD
+    b.state.save_ballot(r, Vote.REJECT, b"\x01" * 32, b"\x02" * 32)  # decided, then died before sending
+
+    b.step()
+
+    assert world.chain.rounds[r]["commitments"][B] == commitment_for(r, B, Vote.REJECT, b"\x01" * 32, b"\x02" * 32)
+
+
+def test_malicious_voter__votes_against_its_own_evidence(world):
+    a, honest, malicious = world.make(A, 0), world.make(B, 1), world.make(C, 1, malicious=True)  # same data
+    r = world.chain.open([A], [B, C])
+    a.step()
+    world.chain.now += PERIOD
+
+    honest.step()
+    malicious.step()
+
+    assert honest.state.ballot(r)["vote"] != malicious.state.ballot(r)["vote"]
+    assert honest.state.ballot(r)["aggregate_hash"] == malicious.state.ballot(r)["aggregate_hash"]
+
+
+def test_settled_round__client_adopts_recorded_model_from_the_store(world):
+    a, b, c = (world.make(x, i, until_round=1) for i, x in enumerate((A, B, C)))
+    r = world.chain.open([A], [B, C])
+    for _ in range(3):
+        for p in (a, b, c):
+            p.step()
+        world.chain.now += PERIOD
+    for p in (a, b, c):
+        p.config.turn_seconds = 0
+        p.step()  # settle (first one) then adopt
+    for p in (a, b, c):
+        p.step()
+
+    assert world.chain.rounds[r]["view"].decision == Decision.ACCEPTED
+    assert {p.state.data["global_hash"] for p in (a, b, c)} == {world.chain.global_hash.hex()}
+    assert [s[1] for s in world.chain.sent].count("settle") == 1
+
+
+def test_too_late__commit_not_sent(world):
+    a, b = world.make(A, 0), world.make(B, 1)
+    r = world.chain.open([A], [B])
+    a.step()
+    world.chain.now += PERIOD
+    b.ledger.round = lambda rid: SimpleNamespace(**{**vars(world.chain.rounds[rid]["view"]),
+                                                    "commit_deadline": world.chain.now})
+
+    b.commit(r)
+
+    assert (B, "commit", r) not in world.chain.sent
+
+
+def test_revert__logged_and_left_for_the_next_poll(world, caplog):
+    a = world.make(A, 0)
+    r = world.chain.open([A], [B])
+    world.chain.now += PERIOD  # proposing is over: the contract would refuse
+
+    with caplog.at_level(logging.INFO, logger="stakefl.client"):
+        sent = a._send("propose", r, a.ledger.propose, r, b"\x03" * 32, 5)
+
+    assert sent is False
+    assert "propose not done" in caplog.text
+    assert [json.loads(line)["status"] for line in a.state.journal.read_text().splitlines()] == ["sending", "reverted"]
+
+
+def test_node_unreachable__run_retries_then_goes_on(world, caplog, monkeypatch):
+    monkeypatch.setattr("fl.participant.client._sleep", lambda seconds, should_stop: None)
+    a = world.make(A, 0, until_round=1)
+    world.chain.open([A], [B])
+    world.chain.settle(1)
+    a.ledger.down = 3
+
+    with caplog.at_level(logging.WARNING, logger="stakefl.client"):
+        a.run()
+
+    assert caplog.text.count("node unreachable") == 3
+    assert a.done
+
+
+def test_leave__withdraws_free_stake(world):
+    a = world.make(A, 0)
+
+    withdrawn = a.leave()
+
+    assert withdrawn == 64
+    assert world.chain.stakes[A]["stake"] == 0
+
+
+def test_state_folder__one_process_and_one_identity(tmp_path):
+    first = ClientState(tmp_path / "s", A, "0xvoting", 1)
+
+    with pytest.raises(ParticipantError, match="another client is running"):
+        ClientState(tmp_path / "s", A, "0xvoting", 1)
+    first.close()
+    with pytest.raises(ParticipantError, match="belongs to"):
+        ClientState(tmp_path / "s", B, "0xvoting", 1)
+
+
+def test_load_participant_data__csv_round_trip(tmp_path):
+    client = ClientData(train=make_separable_split(40, NUM_FEATURES, seed=1), val=make_separable_split(10, NUM_FEATURES, 2))
+    path = tmp_path / "mine.csv"
+    write_shard_csv(client, None, path)
+
+    data, width = load_participant_data(str(path), seed=0)
+
+    assert width == NUM_FEATURES
+    assert len(data.train) + len(data.val) == 50
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a,b\n1,2\n", "no 'target' column"),
+    ("a,target\nx,1\ny,0\nz,1\nw,0\n", "not numeric"),
+    ("a,target\n1,2\n3,0\n4,1\n5,0\n", "only 0 and 1"),
+])
+def test_load_participant_data__bad_csv__clear_error(tmp_path, content, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+
+    with pytest.raises(DataError, match=message):
+        load_participant_data(str(path), seed=0)
+
+
+@pytest.mark.parametrize("spec", ["lending:3", "lending:8/8", "lending:a/b", "no-such-file.csv"])
+def test_load_participant_data__bad_spec__clear_error(spec):
+    with pytest.raises(DataError):
+        load_participant_data(spec, seed=0)
+
+
+def test_deployments__round_trip_and_missing_network(tmp_path):
+    path = tmp_path / "deployments.json"
+    record = deployments.Deployment(chain_id=5, network="ethereum:local:foundry", token="0x1", registry="0x2",
+                                    pool="0x3", voting="0x4", test_token=True,
+                                    model={"initial_hash": "0x" + "ab" * 32, "num_features": 3, "seed": 0})
+
+    deployments.save(path, "ethereum:local:foundry", record)
+    loaded = deployments.load(path, "ethereum:local:node")  # same chain, another provider
+
+    assert loaded == record
+    assert loaded.initial_model_hash == bytes.fromhex("ab" * 32)
+    with pytest.raises(deployments.DeploymentError, match="ape run deploy --network ethereum:sepolia:node"):
+        deployments.load(path, "ethereum:sepolia:node")
