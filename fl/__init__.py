@@ -2,13 +2,16 @@
 "Defending Against Poisoning Attacks in Federated Learning with Blockchain",
 arXiv 2307.00543).
 
-Plain Python + torch, no Ape imports (only ``fl/chain/ledger.py`` talks to the contracts):
+One package per part of the architecture (docs/ARCHITECTURE.md); only ``fl.chain`` imports Ape:
 
-- ``fl.learning.data``       Lending Club loading, IID federated split, per-client validation
-- ``fl.learning.model``      the paper's 3-layer MLP, local training, evaluation, scores
-- ``fl.defences.aggregate``  bit-exact, order-independent FedAvg (paper Eq. 1)
-- ``fl.learning.store``      canonical safetensors bytes, sha256 hashes, content-addressed store
-- ``fl.attacks.behaviours`` honest and malicious proposers/voters (paper Sec. 3.2, 5.1.2)
+- ``fl.protocol``    the contracts' rules and records in plain Python (votes, commitments, parameters)
+- ``fl.chain``       the adapter to the contracts: deployment and attaching, the ledgers, fast path
+- ``fl.learning``    data, models, local training, evaluation, the content-addressed update store
+- ``fl.defences``    aggregation (bit-exact, order-independent FedAvg, paper Eq. 1)
+- ``fl.attacks``     malicious proposers and voters (paper Sec. 3.2, 5.1.2)
+- ``fl.simulation``  the round loop over a ledger, the baselines, the run recorder
+- ``fl.participant`` the decentralised client of ``ape run client``
+- ``fl.experiments`` the sweep, the benchmark, the report and its figures
 
 Submodules are imported explicitly (``from fl.learning.model import train_local``) so that
 importing the package stays cheap and free of side effects.

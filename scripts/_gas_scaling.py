@@ -14,7 +14,7 @@ call. docs/GAS.md records the numbers measured with it on anvil.
 from statistics import mean
 from typing import Callable, Sequence, Union
 
-from fl.chain.ledger import ProtocolParams
+from fl.protocol.params import ProtocolParams
 
 TOKEN = 10**18
 CLIENT_STAKE = 64 * TOKEN

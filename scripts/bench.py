@@ -255,14 +255,14 @@ def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, f
 
     settings = {"host": uri} if uri else None
     with networks.parse_network_choice(network, provider_settings=settings):
-        from fl.chain import ledger as onchain
+        from fl.chain.ledger import ADAPTER_STATS
         from fl.simulation.recorder import read_metrics
         from fl.simulation.runner import run_simulation
         from fl.simulation.rounds import SimulationConfig
 
         from fl.simulation.recorder import RunRecorder
 
-        before = {k: list(v) for k, v in onchain.ADAPTER_STATS.items()}
+        before = {k: list(v) for k, v in ADAPTER_STATS.items()}
         marks = []  # CPU clock after every round (the recorder is called once per settled round)
         original = RunRecorder.record_round
 
@@ -279,7 +279,7 @@ def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, f
         wall = time.perf_counter() - started
         stats = {
             k: [v[0] - before.get(k, [0, 0.0])[0], v[1] - before.get(k, [0, 0.0])[1]]
-            for k, v in onchain.ADAPTER_STATS.items()
+            for k, v in ADAPTER_STATS.items()
         }
         rows = read_metrics(folder)
     seconds = [float(r["seconds"]) for r in rows]
@@ -344,7 +344,7 @@ def round_gas(uri: str, sizes: list[int]) -> list[dict]:
 
     from scripts._gas_scaling import anvil_account_factory, measure_round_gas
 
-    from fl.chain.ledger import quiet_logging
+    from fl.chain.connection import quiet_logging
 
     quiet_logging()
     out = []

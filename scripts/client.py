@@ -57,29 +57,47 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
     a voter, open and settle rounds in turn with the other clients, and adopt each recorded global
     model from the shared store. Safe to stop and restart: it resumes from the chain and --state.
     """
-    from fl.chain import ledger as onchain
+    from fl.chain.connection import (
+        attach_by_voting_round,
+        attach_protocol,
+        check_contract,
+        connected_chain_id,
+        ContractCheckError,
+        is_local_network,
+        network_name,
+        provider_started_node,
+        quiet_logging,
+    )
+    from fl.chain.errors import classify_error
+    from fl.chain.participant_ledger import ParticipantLedger, unlock_for_signing
     from fl.chain import deployments as registry_file
     from fl.learning.data import DataError
     from fl.learning.model import init_model, state_of
-    from fl.participant.client import ClientConfig, ClientState, Participant, ParticipantError, load_participant_data
+    from fl.participant.client import (
+        ClientConfig,
+        ClientState,
+        Participant,
+        ParticipantError,
+        load_participant_data,
+    )
     from fl.learning.store import UpdateStore, hash_state
 
     import torch
 
     torch.set_num_threads(threads)
-    network = onchain.network_name()
+    network = network_name()
     address = str(account.address)
     _configure_logging(address)
     log = logging.getLogger("stakefl.client")
-    onchain.quiet_logging()
+    quiet_logging()
 
-    if onchain.provider_started_node():
+    if provider_started_node():
         raise click.ClickException(
             f"no node was running for {network}: the provider started a private one that no other participant "
             "shares. Start the chain first (or check --network / APE_FOUNDRY_HOST)."
         )
     path = deployments or registry_file.default_path()
-    chain_id = onchain.connected_chain_id()
+    chain_id = connected_chain_id()
     try:
         record = registry_file.load(path, network)
     except registry_file.DeploymentError as exc:
@@ -93,10 +111,10 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
         )
     try:
         if voting_round:
-            protocol = onchain.attach_by_voting_round(voting_round)
+            protocol = attach_by_voting_round(voting_round)
         else:
-            protocol = onchain.attach_protocol(record.token, record.registry, record.pool, record.voting)
-    except onchain.ContractCheckError as exc:
+            protocol = attach_protocol(record.token, record.registry, record.pool, record.voting)
+    except ContractCheckError as exc:
         raise click.ClickException(str(exc)) from None
 
     try:
@@ -110,7 +128,7 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
             "use data encoded like the other participants'"
         )
     model_seed = int(model.get("seed", 0))
-    ledger = onchain.ParticipantLedger(protocol, account)
+    ledger = ParticipantLedger(protocol, account)
     if hash_state(state_of(init_model(num_features, model_seed))) != ledger.initial_model_hash():
         raise click.ClickException(
             "the initial model rebuilt from the deployment's seed does not match the hash on chain: "
@@ -128,11 +146,11 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
         stake=stake, malicious=malicious, attack=attack, epsilon=epsilon, score=score, local_epochs=local_epochs,
         lr=lr, seed=seed, poll_seconds=poll_seconds, turn_seconds=turn_seconds, wait_for=wait_for,
         until_round=until_round,
-        mint=onchain.is_local_network() and record is not None and record.test_token and not voting_round,
+        mint=is_local_network() and record is not None and record.test_token and not voting_round,
     )
-    onchain.unlock_for_signing(account)
+    unlock_for_signing(account)
     participant = Participant(
-        ledger, onchain.classify_error, UpdateStore(store), state, data, num_features, model_seed, config,
+        ledger, classify_error, UpdateStore(store), state, data, num_features, model_seed, config,
         from_block=record.block if record else 0,
     )
     participant.warm_up()
@@ -146,7 +164,7 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
         if leave:
             participant.leave(should_stop=lambda: bool(stopping))
             return
-        _with_retry(participant.join, onchain.classify_error, log)
+        _with_retry(participant.join, classify_error, log)
         participant.run(should_stop=lambda: bool(stopping))
     except KeyboardInterrupt:
         stopping.append(True)
@@ -155,8 +173,8 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
     except Exception:
         # a node restarted without its state answers, but our contracts are gone: say so
         try:
-            onchain.check_contract("voting", str(protocol.voting.address), exact=False)
-        except onchain.ContractCheckError as gone:
+            check_contract("voting", str(protocol.voting.address), exact=False)
+        except ContractCheckError as gone:
             raise click.ClickException(str(gone)) from None
         raise
     log.info("stopped%s; stake stays in the registry, state in %s",

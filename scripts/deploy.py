@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import click
 from ape.cli import ConnectedProviderCommand, account_option
 
-from fl.chain.ledger import ProtocolParams
+from fl.protocol.params import ProtocolParams
 
 DEFAULTS = ProtocolParams()
 
@@ -52,28 +52,38 @@ def cli(account, token, deployments, force, model_seed, features, store, **param
     Examples: `ape run deploy --network ethereum:local:foundry --account TEST::0` (anvil running
     on localhost:8545), `ape run deploy --network ethereum:sepolia:node --account deployer --token 0x...`.
     """
-    from fl.chain import ledger as onchain
+    from fl.chain.connection import (
+        check_contract,
+        connected_chain_id,
+        ContractCheckError,
+        head_block_number,
+        is_local_network,
+        network_name,
+        provider_started_node,
+    )
+    from fl.chain.ledger import ProtocolChain
+    from fl.chain.participant_ledger import unlock_for_signing
     from fl.chain import deployments as registry_file
     from fl.learning.data import DataError, load_lending_club, make_federated_data
     from fl.learning.model import init_model, state_of
     from fl.learning.store import UpdateStore, hash_state
 
     path = deployments or registry_file.default_path()
-    network = onchain.network_name()
-    if onchain.provider_started_node():
+    network = network_name()
+    if provider_started_node():
         raise click.ClickException(
             f"{network} is a chain that lives only inside this command (the provider started it), so no client "
             "could reach it. Start a node first (e.g. `anvil --hardfork cancun`) and deploy to it, or use a "
             "public network."
         )
-    chain_id = onchain.connected_chain_id()
-    local = onchain.is_local_network()
+    chain_id = connected_chain_id()
+    local = is_local_network()
     try:
         existing = registry_file.read_all(path).get(registry_file.network_key(network))
     except registry_file.DeploymentError as exc:
         raise click.ClickException(str(exc)) from None
     if existing and not force:
-        live = _is_live(onchain, existing, chain_id)
+        live = _is_live(existing, chain_id)
         if live:
             raise click.ClickException(
                 f"{path} already records a live deployment on {registry_file.network_key(network)} "
@@ -88,8 +98,8 @@ def cli(account, token, deployments, force, model_seed, features, store, **param
     token_contract = None
     if token is not None:
         try:
-            token_contract = onchain.check_contract("token", token, exact=False)
-        except onchain.ContractCheckError:
+            token_contract = check_contract("token", token, exact=False)
+        except ContractCheckError:
             raise click.ClickException(f"--token {token}: there is no contract at that address on {network}") from None
         try:
             token_contract.balanceOf(account.address)
@@ -108,9 +118,9 @@ def cli(account, token, deployments, force, model_seed, features, store, **param
         UpdateStore(store).put_state(initial)
 
     protocol_params = ProtocolParams(**params)
-    onchain.unlock_for_signing(account)
-    first_block = onchain.head_block_number()
-    protocol = onchain.ProtocolChain.deploy(account, protocol_params, initial_hash, token=token_contract, fast=False)
+    unlock_for_signing(account)
+    first_block = head_block_number()
+    protocol = ProtocolChain.deploy(account, protocol_params, initial_hash, token=token_contract, fast=False)
     record = registry_file.Deployment(
         chain_id=chain_id,
         network=network,
@@ -131,13 +141,15 @@ def cli(account, token, deployments, force, model_seed, features, store, **param
     click.echo(f"recorded for {registry_file.network_key(network)} (chain id {chain_id}) in {path}")
 
 
-def _is_live(onchain, entry: dict, chain_id: int) -> bool:
+def _is_live(entry: dict, chain_id: int) -> bool:
     """True if the recorded VotingRound still holds code on this chain."""
+    from fl.chain.connection import ContractCheckError, check_contract
+
     if int(entry.get("chain_id", -1)) != chain_id:
         return False
     try:
-        onchain.check_contract("voting", entry["voting"], exact=False)
-    except onchain.ContractCheckError:
+        check_contract("voting", entry["voting"], exact=False)
+    except ContractCheckError:
         return False
     return True
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import click
 from ape.cli import ConnectedProviderCommand
 
-from fl.chain.ledger import make_embedded_chain_reproducible
+from fl.chain.reproducible import make_embedded_chain_reproducible
 from fl.simulation.rounds import SimulationConfig
 
 make_embedded_chain_reproducible()  # before `ape run` connects the embedded chain

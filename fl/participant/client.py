@@ -19,7 +19,7 @@ ballot, written and flushed *before* the commit is sent), so a restarted client 
 sends a second proposal or commit and can still reveal. Every transaction is also
 journalled in ``journal.jsonl`` in the state folder ("sending" before, "sent" or "reverted" after).
 
-The ledger (``fl.chain.ledger.ParticipantLedger``) is passed in, with a function that classifies
+The ledger (``fl.chain.participant_ledger.ParticipantLedger``) is passed in, with a function that classifies
 its exceptions as "revert" (the contract said no: re-read the chain, try later) or
 "transient" (the node is unreachable: retry with backoff).
 """

@@ -5,6 +5,7 @@ Pure Python (eth_abi + eth_utils), so the round logic can use them without Ape.
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass, field
 from enum import IntEnum
 
@@ -46,6 +47,11 @@ def commitment_for(round_id: int, voter: str, vote: Vote, aggregate_hash: bytes,
         [round_id, to_checksum_address(voter), int(vote), aggregate_hash, salt],
     )
     return keccak(encoded)
+
+
+def new_salt() -> bytes:
+    """A fresh random salt for a vote commitment."""
+    return secrets.token_bytes(32)
 
 
 # ---------------------------------------------------------------- what a ledger returns

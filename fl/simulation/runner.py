@@ -12,7 +12,16 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from fl.chain import ledger as onchain
+from fl.chain.connection import (
+    deployer_account,
+    development_accounts,
+    network_name,
+    quiet_logging,
+    token_conservation,
+)
+from fl.chain.ledger import ProtocolChain
+from fl.chain.reproducible import isolated_embedded_run, pin_clock
+from fl.protocol.params import ProtocolParams, to_tokens, to_units
 from fl.learning.model import init_model, state_of
 from fl.simulation.recorder import RunRecorder
 from fl.simulation.rounds import SimulationConfig, load_federated_data, make_clients, run_protocol
@@ -20,11 +29,11 @@ from fl.learning.store import UpdateStore, hash_state
 from fl.learning.tasks import task_of
 
 
-def protocol_params(config: SimulationConfig) -> onchain.ProtocolParams:
+def protocol_params(config: SimulationConfig) -> ProtocolParams:
     # On a development chain time is free: periods are long enough for every client to act
     # even on the embedded chain, whose clock moves one second per transaction.
     period = max(600, 4 * config.clients)
-    return onchain.ProtocolParams(
+    return ProtocolParams(
         proposer_fraction=config.proposer_fraction,
         proposer_stake=config.proposer_stake,
         voter_stake=config.voter_stake,
@@ -41,13 +50,13 @@ def run_simulation(config: SimulationConfig, folder: Path, progress: bool = True
     On the embedded chain the run starts from a snapshot that is restored afterwards, so runs
     in one process do not see each other and a seeded run repeats exactly.
     """
-    with onchain.isolated_embedded_run(config.seed):
+    with isolated_embedded_run(config.seed):
         return _run_simulation(config, folder, progress, keep_updates)
 
 
 def _run_simulation(config: SimulationConfig, folder: Path, progress: bool, keep_updates: bool) -> dict:
     started = time.perf_counter()
-    onchain.quiet_logging()
+    quiet_logging()
     # The models are tiny: torch's intra-op threads only contend (measured: local training 4 ms
     # with one thread, 150 ms with two on a busy 2-core machine; docs/PERFORMANCE.md).
     import torch
@@ -62,10 +71,10 @@ def _run_simulation(config: SimulationConfig, folder: Path, progress: bool, keep
     )
 
     initial_hash = hash_state(state_of(task_of(config).make_model(data, config.seed)))
-    deployer = onchain.deployer_account()
-    clock_pinned = onchain.pin_clock()
-    protocol = onchain.ProtocolChain.deploy(deployer, params, initial_hash)
-    accounts = onchain.development_accounts(config.clients, funder=deployer)
+    deployer = deployer_account()
+    clock_pinned = pin_clock()
+    protocol = ProtocolChain.deploy(deployer, params, initial_hash)
+    accounts = development_accounts(config.clients, funder=deployer)
     protocol.enroll(accounts, config.stake, minter=deployer)
     protocol.drain_events()
     clients = make_clients(data, [str(a.address) for a in accounts], config)
@@ -95,10 +104,10 @@ def _run_simulation(config: SimulationConfig, folder: Path, progress: bool, keep
         bar.close()
     rows = recorder.rows
     holders = [c.address for c in clients]
-    conservation = onchain.token_conservation(protocol, holders, onchain.to_units(config.stake) * len(holders))
+    conservation = token_conservation(protocol, holders, to_units(config.stake) * len(holders))
     chain_hash = protocol.global_model_hash()
     client_hash = bytes.fromhex(rows[-1]["global_model_hash"][2:]) if rows else initial_hash
-    tokens_from_events = _stakes_from_events(recorder.folder, holders, onchain.to_units(config.stake))
+    tokens_from_events = _stakes_from_events(recorder.folder, holders, to_units(config.stake))
     summary = {
         "rounds_requested": config.rounds,
         "rounds_completed": len(rows),
@@ -114,14 +123,14 @@ def _run_simulation(config: SimulationConfig, folder: Path, progress: bool, keep
         "honest_clients": sum(not c.malicious for c in clients),
         "tokens_conserved": conservation["conserved"],
         "token_totals": {k: v for k, v in conservation.items() if k != "conserved"},
-        "pool_tokens": onchain.to_tokens(conservation["pool_balance"]),
+        "pool_tokens": to_tokens(conservation["pool_balance"]),
         "global_model_hash_onchain": "0x" + chain_hash.hex(),
         "global_model_hash_clients": "0x" + client_hash.hex(),
         "global_model_hash_matches": chain_hash == client_hash,
         "event_tokens_match_chain": tokens_from_events == {a: protocol.stake_of(a) for a in holders},
         "gas_by_call": {k: {"calls": len(v), "mean": sum(v) / len(v), "max": max(v)} for k, v in protocol.gas_by_call.items()},
         "wall_seconds": round(time.perf_counter() - started, 2),
-        "network": onchain.network_name(),
+        "network": network_name(),
         "clock_pinned": clock_pinned,
     }
     return recorder.finish(summary, stake_required=config.proposer_stake)

@@ -3,7 +3,7 @@ import pytest
 import requests
 from ape.exceptions import ContractLogicError, VirtualMachineError
 
-from fl.chain.ledger import classify_error
+from fl.chain.errors import classify_error
 
 
 def _raised_from(outer: Exception, cause: Exception) -> Exception:
@@ -44,7 +44,7 @@ def test_classify_error__transaction_not_mined_in_time__transient():
 def test_await_unmined__no_hash_in_the_error__reraises_it():
     from ape.exceptions import TransactionNotFoundError
 
-    from fl.chain.ledger import await_unmined
+    from fl.chain.errors import await_unmined
 
     exc = TransactionNotFoundError(None, "gone")
 

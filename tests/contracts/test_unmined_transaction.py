@@ -6,7 +6,7 @@ node can hold a sent transaction unmined, so this runs in the anvil pass of the 
 import pytest
 from ape.exceptions import TransactionNotFoundError
 
-from fl.chain.ledger import await_unmined
+from fl.chain.errors import await_unmined
 
 
 @pytest.fixture

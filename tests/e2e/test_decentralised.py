@@ -146,7 +146,7 @@ def scenario(tmp_path_factory):
     try:
         # Plain automine, as users run it. With many senders racing it can leave a transaction
         # unmined (foundry-rs/foundry#10122; 1 start in 5 here): the clients mine it themselves
-        # after ape-config's 6 s acceptance timeout (fl.chain.ledger.await_unmined).
+        # after ape-config's 6 s acceptance timeout (fl.chain.errors.await_unmined).
         anvil_argv = [str(BIN / "anvil"), "--port", str(port), "--hardfork", "cancun", "--mnemonic", MNEMONIC,
                       "--accounts", "20", "--silent", "--state", str(folder / "anvil-state.json")]
         procs.start("anvil", anvil_argv, env)

@@ -6,8 +6,10 @@ import pytest
 from ape import chain
 from eth_hash.auto import keccak
 
-from fl.chain import ledger as onchain
-from fl.chain.ledger import ProtocolChain, ProtocolParams, TransactionFailed, _jsonable
+from fl.chain.connection import deployer_account, development_accounts, quiet_logging
+from fl.chain.ledger import _jsonable, ProtocolChain
+from fl.chain.txpath import TransactionFailed
+from fl.protocol.params import ProtocolParams
 from fl.protocol.votes import Vote, commitment_for
 
 CLIENTS = 6
@@ -15,11 +17,11 @@ CLIENTS = 6
 
 @pytest.fixture(scope="module")
 def deployed():
-    onchain.quiet_logging()
-    deployer = onchain.deployer_account()
+    quiet_logging()
+    deployer = deployer_account()
     params = ProtocolParams(proposer_fraction=0.34, proposal_period=600, commit_period=600, reveal_period=600)
     protocol = ProtocolChain.deploy(deployer, params, b"\x01" * 32, fast=True)
-    accounts = onchain.development_accounts(CLIENTS, funder=deployer)
+    accounts = development_accounts(CLIENTS, funder=deployer)
     protocol.enroll(accounts, 64, minter=deployer)
     return deployer, protocol, accounts
 

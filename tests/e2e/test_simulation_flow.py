@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from fl.chain import ledger as onchain
+from fl.chain.connection import deployer_account, development_accounts
+from fl.chain.ledger import ProtocolChain
+from fl.protocol.params import to_units
 from fl.learning.data import load_lending_club, make_federated_data
 from fl.learning.model import init_model, state_of
 from fl.simulation.recorder import read_metrics
@@ -46,7 +48,7 @@ def test_simulation__tokens_conserved_and_events_match_chain(small_run):
     totals = summary["token_totals"]
 
     assert summary["tokens_conserved"] is True
-    assert totals["stakes"] + totals["pool_balance"] + totals["wallets"] == onchain.to_units(config.stake) * config.clients
+    assert totals["stakes"] + totals["pool_balance"] + totals["wallets"] == to_units(config.stake) * config.clients
     assert summary["event_tokens_match_chain"] is True
 
 
@@ -85,10 +87,10 @@ class TamperingLedger:
 def test_simulation__bad_blob__voters_reject_and_proposers_slashed(tmp_path, mode):
     config = SimulationConfig(clients=6, rounds=2, malicious_ratio=0.0, seed=5)
     data = make_federated_data(load_lending_club(), config.clients, config.seed)
-    deployer = onchain.deployer_account()
+    deployer = deployer_account()
     initial = hash_state(state_of(init_model(data.num_features, config.seed)))
-    protocol = onchain.ProtocolChain.deploy(deployer, protocol_params(config), initial)
-    accounts = onchain.development_accounts(config.clients, funder=deployer)
+    protocol = ProtocolChain.deploy(deployer, protocol_params(config), initial)
+    accounts = development_accounts(config.clients, funder=deployer)
     protocol.enroll(accounts, config.stake, minter=deployer)
     store = UpdateStore(str(tmp_path / "updates"))
     clients = make_clients(data, [str(a.address) for a in accounts], config)
@@ -102,7 +104,7 @@ def test_simulation__bad_blob__voters_reject_and_proposers_slashed(tmp_path, mod
     events = protocol.drain_events()
     settled = [e["args"] for e in events if e["event"] == "ParticipantSettled"]
     proposers = [a for a in settled if a["roundId"] == 1 and a["role"] == int(Role.PROPOSER)]
-    expected_stake = onchain.to_units(config.proposer_stake)
+    expected_stake = to_units(config.proposer_stake)
     swept = sum(e["args"]["amount"] for e in events if e["event"] == "UnassignedSwept")
     released = sum(e["args"]["amount"] for e in events if e["event"] == "RewardReleased")
     assert len(proposers) >= 1
@@ -114,10 +116,10 @@ def test_simulation__bad_blob__voters_reject_and_proposers_slashed(tmp_path, mod
 def test_simulation__nan_update__rejected(tmp_path):
     config = SimulationConfig(clients=6, rounds=1, malicious_ratio=0.0, seed=6)
     data = make_federated_data(load_lending_club(), config.clients, config.seed)
-    deployer = onchain.deployer_account()
+    deployer = deployer_account()
     initial = hash_state(state_of(init_model(data.num_features, config.seed)))
-    protocol = onchain.ProtocolChain.deploy(deployer, protocol_params(config), initial)
-    accounts = onchain.development_accounts(config.clients, funder=deployer)
+    protocol = ProtocolChain.deploy(deployer, protocol_params(config), initial)
+    accounts = development_accounts(config.clients, funder=deployer)
     protocol.enroll(accounts, config.stake, minter=deployer)
     store = UpdateStore(str(tmp_path / "updates"))
     clients = make_clients(data, [str(a.address) for a in accounts], config)
