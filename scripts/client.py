@@ -73,13 +73,9 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
     from fl.chain import deployments as registry_file
     from fl.learning.data import DataError
     from fl.learning.model import init_model, state_of
-    from fl.participant.client import (
-        ClientConfig,
-        ClientState,
-        Participant,
-        ParticipantError,
-        load_participant_data,
-    )
+    from fl.participant.client import Participant
+    from fl.participant.data import load_participant_data
+    from fl.participant.state import ClientConfig, ClientState, ParticipantError
     from fl.learning.store import UpdateStore, hash_state
 
     import torch

@@ -7,7 +7,8 @@ Lending Club task. Here that gain is the protocol's test AUROC minus FedAvg-with
 this image sweep and every IID sweep in the same report (the lending task and, when it was run,
 the same image task with IID clients, ``dirichlet_alpha = inf``).
 
-Everything here is computed from the recorded runs (``fl.experiments.report`` passes its ``Sweep`` objects).
+Everything here is computed from the recorded runs (``fl.experiments.report`` passes its
+``fl.experiments.runs.Sweep`` objects).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from fl.experiments.runs import METHOD_NAMES, fmt, mean_std, tail_mean
 
 SWEEP_FILE = "sweep.json"
 
@@ -48,8 +51,6 @@ def settled_window(sweep) -> int:
 
 def tail_table(sweep, metric: str, last: int) -> dict[tuple[str, float], tuple[float, float, int]]:
     """(method, ratio) -> mean, std, n over seeds of each run's mean over its ``last`` rounds."""
-    from fl.experiments.report import mean_std, tail_mean
-
     return {(m, ratio): mean_std([tail_mean(r, metric, last) for r in sweep.cell(m, ratio)])
             for m in sweep.methods for ratio in sweep.ratios}
 
@@ -183,8 +184,6 @@ def _computed_lines(sweep, sweeps: Sequence) -> list[str]:
         f"each run (mean over its last {window} rounds), mean ± std over seeds:"
     )
     lines.append("")
-    from fl.experiments.report import METHOD_NAMES, fmt
-
     settled = tail_table(sweep, "test_auroc", window)
     header = ["method", *[f"ratio {r:g}" for r in sweep.ratios]]
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]

@@ -19,192 +19,29 @@ ballot, written and flushed *before* the commit is sent), so a restarted client 
 sends a second proposal or commit and can still reveal. Every transaction is also
 journalled in ``journal.jsonl`` in the state folder ("sending" before, "sent" or "reverted" after).
 
-The ledger (``fl.chain.participant_ledger.ParticipantLedger``) is passed in, with a function that classifies
-its exceptions as "revert" (the contract said no: re-read the chain, try later) or
+The ledger (``fl.chain.participant_ledger.ParticipantLedger``) is passed in, with a function
+that classifies its exceptions as "revert" (the contract said no: re-read the chain, try later) or
 "transient" (the node is unreachable: retry with backoff).
 """
 
 from __future__ import annotations
 
-import fcntl
-import json
 import logging
-import os
 import random
 import secrets
 import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable
 
-import numpy as np
-import pandas as pd
-import torch
-
 from fl.attacks.behaviours import behaviour_for, decide_vote, make_proposal
-from fl.learning.data import ClientData, DataError, Split, _split_rows, load_lending_club, make_federated_data
+from fl.learning.data import ClientData, Split
 from fl.learning.model import evaluate, init_model, load_state, score, state_of
 from fl.simulation.rounds import build_aggregate, derived_seed
 from fl.learning.store import StoreError, UpdateStore, hash_state
+from fl.participant.state import ClientConfig, ClientState, ParticipantError
 from fl.protocol.votes import Role, RoundState, Vote, commitment_for
 
 log = logging.getLogger("stakefl.client")
 TOKEN_UNITS = 10**18
-
-
-class ParticipantError(RuntimeError):
-    """This client cannot (or must not) go on; the message says why and what to do."""
-
-
-# ---------------------------------------------------------------------- configuration
-@dataclass
-class ClientConfig:
-    """A participant's own choices (the protocol's parameters are on chain)."""
-
-    stake: float = 64.0  # tokens staked when joining
-    malicious: bool = False
-    attack: str = "both"  # what a malicious client does: proposer | voter | both
-    epsilon: float = 0.01
-    score: str = "accuracy"
-    local_epochs: int = 1
-    lr: float = 1e-3
-    seed: int = 0  # training seed (combined with the round)
-    poll_seconds: float = 1.0
-    turn_seconds: float = 2.0  # delay between two clients' turns to open or settle
-    wait_for: int = 2  # active clients needed before this client opens the first round
-    until_round: int | None = None  # stop once this round is settled (None: run forever)
-    mint: bool = False  # mint the stake first (local TestToken only)
-
-
-# ---------------------------------------------------------------------- data
-def load_participant_data(spec: str, seed: int, val_fraction: float = 0.2) -> tuple[ClientData, int]:
-    """A participant's private rows and the feature width.
-
-    - ``lending:<index>/<count>``: share ``index`` of ``count`` of the embedded Lending Club
-      sample, split exactly as ``ape run simulate`` splits it with ``seed`` (same encoding
-      for every participant, since all apply the same deterministic preprocessing);
-    - ``lending:<index>/<count>@<kaggle.csv>``: the same over the full Kaggle file;
-    - a path to a CSV of already-encoded numeric feature columns plus a 0/1 ``target``
-      column (the same columns for every participant); split into train/validation here.
-    """
-    if spec.startswith("lending:"):
-        shard, _, source = spec.removeprefix("lending:").partition("@")
-        try:
-            index_text, count_text = shard.split("/")
-            index, count = int(index_text), int(count_text)
-        except ValueError:
-            raise DataError(f"bad shard {spec!r}: write lending:<index>/<count>, e.g. lending:0/8") from None
-        if not 0 <= index < count:
-            raise DataError(f"bad shard {spec!r}: the index must be in [0, {count})")
-        data = make_federated_data(load_lending_club(source or None), count, seed)
-        return data.clients[index], data.num_features
-    path = Path(spec)
-    if not path.is_file():
-        raise DataError(f"data file not found: {spec}; pass a CSV file or a shard such as lending:0/8")
-    try:
-        frame = pd.read_csv(path)
-    except (OSError, ValueError, UnicodeDecodeError) as exc:
-        raise DataError(f"cannot read {spec} as CSV: {exc}") from exc
-    if "target" not in frame.columns:
-        raise DataError(f"{spec} has no 'target' column (0/1 labels)")
-    features = frame.drop(columns=["target"])
-    non_numeric = [c for c in features.columns if not pd.api.types.is_numeric_dtype(features[c])]
-    if non_numeric:
-        raise DataError(f"{spec}: columns {non_numeric} are not numeric; give encoded features (see README)")
-    if frame.isna().any().any():
-        raise DataError(f"{spec} has missing values; drop or fill them first")
-    labels = frame["target"].to_numpy()
-    if not np.isin(labels, (0, 1)).all():
-        raise DataError(f"{spec}: 'target' must hold only 0 and 1")
-    if len(frame) < 4:
-        raise DataError(f"{spec} has {len(frame)} rows; a participant needs at least 4")
-    X = features.to_numpy(dtype=np.float32)
-    y = labels.astype(np.float32)
-    train, val = _split_rows(np.arange(len(frame)), labels.astype(np.int64), val_fraction, seed)
-    to_split = lambda rows: Split(X=torch.from_numpy(X[rows].copy()), y=torch.from_numpy(y[rows].copy()))  # noqa: E731
-    return ClientData(train=to_split(train), val=to_split(val)), int(X.shape[1])
-
-
-def write_shard_csv(client: ClientData, columns: list[str] | None, path: str | Path) -> None:
-    """Write a client's rows (train then validation) as an encoded CSV that `--data` accepts."""
-    X = torch.cat([client.train.X, client.val.X]).numpy()
-    y = torch.cat([client.train.y, client.val.y]).numpy().astype(np.int64)
-    names = columns or [f"x{i}" for i in range(X.shape[1])]
-    frame = pd.DataFrame(X, columns=names)
-    frame["target"] = y
-    frame.to_csv(path, index=False)
-
-
-# ---------------------------------------------------------------------- the state folder
-class ClientState:
-    """What only this client knows, kept in its own folder: ``state.json`` (identity, ballots,
-    adopted model) and ``journal.jsonl`` (every transaction sent, append-only)."""
-
-    def __init__(self, folder: str | Path, address: str, voting: str, chain_id: int):
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        # one process per state folder: a second one would not see the first one's pending sends
-        self._lock = open(self.folder / ".lock", "w")
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            self._lock.close()
-            raise ParticipantError(f"another client is running with the state folder {self.folder}") from None
-        self.path = self.folder / "state.json"
-        self.journal = self.folder / "journal.jsonl"
-        identity = {"address": address, "voting": voting.lower(), "chain_id": chain_id}
-        if self.path.exists():
-            self.data = json.loads(self.path.read_text())
-            recorded = {k: self.data.get(k) for k in identity}
-            if recorded != identity:
-                raise ParticipantError(
-                    f"the state folder {self.folder} belongs to {recorded}, not to {identity}; "
-                    "give each account and deployment its own --state folder"
-                )
-        else:
-            self.data = {**identity, "ballots": {}, "adopted_round": 0, "global_hash": ""}
-            self._write()
-
-    def close(self) -> None:
-        """Release the folder (a process that exits releases it too)."""
-        self._lock.close()
-
-    def ballot(self, round_id: int) -> dict | None:
-        return self.data["ballots"].get(str(round_id))
-
-    def save_ballot(self, round_id: int, vote: Vote, aggregate_hash: bytes, salt: bytes) -> None:
-        self.data["ballots"][str(round_id)] = {
-            "vote": int(vote), "aggregate_hash": aggregate_hash.hex(), "salt": salt.hex(),
-        }
-        # keep the ballots of the last rounds only
-        for key in sorted(self.data["ballots"], key=int)[:-16]:
-            del self.data["ballots"][key]
-        self._write()
-
-    def set_adopted(self, round_id: int, global_hash: bytes) -> None:
-        self.data["adopted_round"] = round_id
-        self.data["global_hash"] = global_hash.hex()
-        self._write()
-
-    def record(self, action: str, round_id: int, tx: str, **extra) -> None:
-        entry = {"time": time.time(), "action": action, "round": round_id, "tx": tx, **extra}
-        with open(self.journal, "a") as file:
-            file.write(json.dumps(entry) + "\n")
-            file.flush()
-            os.fsync(file.fileno())
-
-    def journal_entries(self) -> list[dict]:
-        if not self.journal.exists():
-            return []
-        return [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
-
-    def _write(self) -> None:
-        temp = self.path.with_suffix(".tmp")
-        with open(temp, "w") as file:
-            json.dump(self.data, file, indent=1)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, self.path)
 
 
 # ---------------------------------------------------------------------- pure helpers

@@ -11,7 +11,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Iterable
 
-from fl.experiments.plots import plot_run
+from fl.simulation.plots import plot_run
 from fl.simulation.rounds import RoundRecord
 
 METRICS = "metrics.csv"

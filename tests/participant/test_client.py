@@ -18,10 +18,9 @@ import torch
 
 from fl.chain import deployments
 from fl.learning.data import ClientData, DataError, Split
-from fl.participant.client import (
-    ClientConfig, ClientState, Participant, ParticipantError, load_participant_data, phase, turn_delay,
-    write_shard_csv,
-)
+from fl.participant.client import Participant, phase, turn_delay
+from fl.participant.data import load_participant_data, write_shard_csv
+from fl.participant.state import ClientConfig, ClientState, ParticipantError
 from fl.simulation.rounds import ZERO_HASH
 from fl.learning.store import UpdateStore, hash_state
 from fl.learning.model import init_model, state_of
