@@ -83,6 +83,13 @@ def network_name() -> str:
     return chain.provider.network_choice
 
 
+def connected_to(network: str, host: str | None = None):
+    """A context in which Ape is connected to `network` (e.g. ethereum:local:foundry), at `host` if given."""
+    from ape import networks
+
+    return networks.parse_network_choice(network, provider_settings={"host": host} if host else None)
+
+
 def quiet_logging() -> None:
     """Ape logs every confirmed transaction at INFO; a simulation sends thousands."""
     from ape.logging import LogLevel, logger
