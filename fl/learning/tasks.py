@@ -127,7 +127,7 @@ def mean_auroc(indicators: np.ndarray, scores: np.ndarray) -> float:
 
     Each column's AUROC is the Mann-Whitney statistic on average ranks, which is exactly
     the area under the ROC curve with ties counted half (what scikit-learn's
-    ``roc_auc_score(..., average="macro")`` returns; tests/fl/test_images.py checks the
+    ``roc_auc_score(..., average="macro")`` returns; tests/learning/test_images.py checks the
     two agree). It is computed for all columns at once: about 20x faster than
     scikit-learn's per-column curves, which matters because every voter scores every
     aggregate.

@@ -218,7 +218,7 @@ def exact_accuracy(model, split) -> float:
     """``fl.learning.model.evaluate(model, split).accuracy``, computed the same way (same forward pass,
     sigmoid >= 0.5 on the float32 logits, correct / total as one float division) without the
     other metrics: a voter needs only its score, and sklearn's checks cost ~10x the forward
-    pass on a client's few dozen rows. tests/fl/test_chain_fast.py checks equality."""
+    pass on a client's few dozen rows. tests/chain/test_txpath.py checks equality."""
     from fl.learning.model import DECISION_THRESHOLD
 
     was_training = model.training
