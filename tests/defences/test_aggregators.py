@@ -438,3 +438,23 @@ def test_registry__every_rule__one_call_shape_returns_a_float32_state():
 
         assert sorted(actual) == sorted(reference), name
         assert all(v.dtype == torch.float32 and v.shape == reference[k].shape for k, v in actual.items()), name
+
+
+def test_every_rule__one_or_two_torch_threads__identical_bytes():
+    # Prepare: 33k coordinates, above torch's parallel grain size, so a thread-dependent
+    # reduction would show
+    updates, reference = random_updates(13, n=7, outliers=1, sizes=((33, 1000), (3,)))
+    threads = torch.get_num_threads()
+
+    for name, rule in AGGREGATORS.items():
+        # Execute
+        try:
+            torch.set_num_threads(1)
+            single = rule(updates, reference, num_byzantine=1)
+            torch.set_num_threads(2)
+            double = rule(updates, reference, num_byzantine=1)
+        finally:
+            torch.set_num_threads(threads)
+
+        # Assert
+        assert serialize(single) == serialize(double), name
