@@ -33,10 +33,7 @@ from fl.attacks.catalogue import (
     triggered,
 )
 
-try:
-    from fl.learning.tasks import attack_labels
-except ImportError:
-    from fl.tasks import attack_labels
+from fl.learning.tasks import attack_labels
 
 
 def vec(*values):

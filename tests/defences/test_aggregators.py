@@ -30,14 +30,8 @@ from fl.defences.aggregators import (
     trimmed_mean,
 )
 
-try:
-    from fl.defences.aggregate import fedavg as simulation_fedavg
-except ImportError:
-    from fl.aggregate import fedavg as simulation_fedavg
-try:
-    from fl.learning.store import hash_state, serialize
-except ImportError:
-    from fl.store import hash_state, serialize
+from fl.defences.aggregate import fedavg as simulation_fedavg
+from fl.learning.store import hash_state, serialize
 
 NAMES = ["b", "w"]
 
