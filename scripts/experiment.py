@@ -81,16 +81,23 @@ def cli():
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Protocol runs (ape run simulate processes) at a time.")
 @click.option("--network", default=None, help="Ape network for the protocol runs (default: the embedded chain).")
+@click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
+              help="Run each pending run as a task on a Ray cluster: auto (the cluster this node belongs to), "
+                   "HOST:PORT, ray://HOST:PORT (Ray Client) or local (a cluster of this machine alone). "
+                   "Needs pip install -e .[ray]; --jobs is then unused. See the README.")
+@click.option("--ray-cpus-per-run", default=1, show_default=True, type=click.IntRange(min=1),
+              help="CPUs each run's Ray task asks for (with --ray).")
 @click.pass_context
 def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ratio, voter_ratio, extra_seeds,
-          extra_rounds, variant_scores, variant_ratio, jobs, network, **options):
+          extra_rounds, variant_scores, variant_ratio, jobs, network, ray_address, ray_cpus_per_run, **options):
     """Run every (method, malicious ratio, seed) of the paper's comparison into --results, plus the
     survival runs (other proposer stakes) and the malicious-voter runs. Baselines run in this
     process; each protocol run is one `ape run simulate` process on a fresh chain.
 
     Unless --attack is given, malicious clients only poison proposals (the paper's Sec. 5.2.2
     setting); the voter runs use --attack voter. Runs whose folder holds a finished summary.json
-    are skipped, so the same command resumes an interrupted sweep.
+    are skipped, so the same command resumes an interrupted sweep. With --ray each run is a Ray
+    task on the cluster instead, its files written here when it ends.
     """
     import torch
     from tqdm import tqdm
@@ -98,6 +105,8 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     import fl.experiments.sweep
     from fl.experiments.sweep import finalize_orphan, is_done, plan_sweep, run_one, update_sweep_log
 
+    if ray_address is None and ctx.get_parameter_source("ray_cpus_per_run") != ParameterSource.DEFAULT:
+        raise click.UsageError("--ray-cpus-per-run needs --ray")
     if ctx.get_parameter_source("attack") == ParameterSource.DEFAULT:
         options["attack"] = "proposer"
     base = config_from_options(options)
@@ -153,6 +162,23 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         bar.set_postfix(last=label)
         save_session()
 
+    if ray_address is not None:
+        from fl.experiments.ray_backend import RayUnavailable, run_on_ray
+
+        try:
+            run_on_ray(todo, results, ray_address, ray_cpus_per_run, network, simulate_params, done, tqdm.write)
+        except RayUnavailable as exc:
+            raise click.ClickException(str(exc)) from None
+        except KeyboardInterrupt:
+            session["interrupted"] = True
+            click.echo("\ninterrupted: finished runs are kept; run the same command to resume")
+        finally:
+            bar.close()
+            save_session()
+        if failures:
+            raise click.ClickException(f"{len(failures)} runs failed: {', '.join(failures)}; rerun to retry them")
+        click.echo(f"sweep done in {time.perf_counter() - started:.0f} s -> {results}")
+        return
     torch.set_num_threads(1)  # tiny models: one thread is several times faster on a shared machine
     # Protocol runs (each its own `ape run simulate` process, the slow part) go to `jobs` workers;
     # the baselines run meanwhile in one worker thread of this process. Both in plan order (seed by
