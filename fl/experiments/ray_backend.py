@@ -94,13 +94,17 @@ def write_run_folder(folder: Path, files: dict[str, bytes]) -> None:
     staging = folder.parent / f".{folder.name}.incoming"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    for name in sorted(files, key=lambda n: n == "summary.json"):
-        relative = PurePosixPath(name)
-        if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-            raise ValueError(f"refusing run file path {name!r} from a worker")
-        target = staging.joinpath(*relative.parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(files[name])
+    try:
+        for name in sorted(files, key=lambda n: n == "summary.json"):
+            relative = PurePosixPath(name)
+            if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+                raise ValueError(f"refusing run file path {name!r} from a worker")
+            target = staging.joinpath(*relative.parts)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(files[name])
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     if folder.exists():
         shutil.rmtree(folder)
     staging.rename(folder)
