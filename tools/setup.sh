@@ -50,6 +50,16 @@ if ! fresh python "$py_fp"; then
   .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
   echo "$py_fp" > "$STAMPS/python"
 fi
+# 3b. The `ray` extra (ape run experiment sweep --ray; its test runs in CI) from its own lock,
+# constrained by requirements.lock so no pinned package moves. About 45 s, +230 MB. STAKEFL_NO_RAY=1 skips it.
+ray_fp="$(fingerprint requirements.lock requirements-ray.lock)"
+if [ "${STAKEFL_NO_RAY:-}" != 1 ] && { ! fresh ray "$ray_fp" || ! ls -d .venv/lib/python3*/site-packages/ray-*.dist-info >/dev/null 2>&1; }; then
+  say "installing Ray from requirements-ray.lock (about 45 s)"
+  find_links=()
+  [ -d /opt/wheels ] && find_links=(--find-links /opt/wheels)
+  .venv/bin/python -m pip install -q --disable-pip-version-check "${find_links[@]}" -c requirements.lock -r requirements-ray.lock 2> >(grep -v "is ignored: it is neither" >&2)
+  echo "$ray_fp" > "$STAMPS/ray"
+fi
 
 # 4. The solc wrapper: py-solc-x looks for $SOLCX_BINARY_PATH/solc-v<version> (default
 # ~/.solcx); Slither looks for `solc` on PATH. The venv's own copy in .venv/solcx, named by a
