@@ -162,7 +162,7 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         bar.set_postfix(last=label)
         save_session()
 
-    if ray_address is not None:
+    if ray_address is not None and todo:
         from fl.experiments.ray_backend import RayUnavailable, run_on_ray
 
         try:
