@@ -22,6 +22,7 @@ import shutil
 import socket
 import tempfile
 import traceback
+import warnings
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -64,6 +65,7 @@ def make_run_on_worker(spec: RunSpec, recorded_folder: str, network: str | None,
     """
     import torch
 
+    _crash_once_for_tests()
     torch.set_num_threads(max(1, cpus))
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, cpus)))
     if network and "foundry" in network:
@@ -87,6 +89,18 @@ def make_run_on_worker(spec: RunSpec, recorded_folder: str, network: str | None,
         return TaskResult(host=host, summary=summary, files=files)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _crash_once_for_tests() -> None:
+    """With STAKEFL_RAY_CRASH_ONCE=<path> (tests only): the first task on the cluster kills its
+    worker process, as a lost node would, and leaves <path> so that its retry runs."""
+    marker = os.environ.get("STAKEFL_RAY_CRASH_ONCE")
+    if marker:
+        try:
+            Path(marker).touch(exist_ok=False)
+        except FileExistsError:
+            return
+        os._exit(1)
 
 
 def write_run_folder(folder: Path, files: dict[str, bytes]) -> None:
@@ -117,7 +131,9 @@ def connect(address: str):
     except ImportError:
         raise RayUnavailable("--ray needs Ray: pip install -e .[ray]") from None
     try:
-        ray.init(address=address, log_to_driver=False, logging_level="WARNING", configure_logging=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # Ray's tip about GPU variables
+            ray.init(address=address, log_to_driver=False, logging_level="WARNING", configure_logging=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise RayUnavailable(f"no Ray cluster at {address!r} ({first}); start one with `ray start --head`") from None
