@@ -29,7 +29,8 @@ SWEEP = ["sweep", "--clients", "10", "--rounds", "2", "--seeds", "1", "--methods
 HEAD = """
 import signal, sys
 import ray
-context = ray.init(num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20)
+# address="local": a new cluster, never one that `ray start` left on this machine
+context = ray.init(address="local", num_cpus=2, include_dashboard=False, object_store_memory=100 * 2**20)
 print(context.address_info["gcs_address"], flush=True)
 signal.signal(signal.SIGTERM, lambda *_: (ray.shutdown(), sys.exit(0)))
 sys.stdin.read()  # until the test closes it
@@ -52,12 +53,14 @@ def crash_marker(tmp_path_factory):
 @pytest.fixture(scope="module")
 def ray_address(crash_marker):
     env = {**ENV, "STAKEFL_RAY_CRASH_ONCE": str(crash_marker)}
-    head = subprocess.Popen([sys.executable, "-c", HEAD], cwd=ROOT, env=env, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    head_log = crash_marker.parent / "head.log"
+    with open(head_log, "w") as log:
+        head = subprocess.Popen([sys.executable, "-c", HEAD], cwd=ROOT, env=env, stdin=subprocess.PIPE,
+                                stdout=subprocess.PIPE, stderr=log, text=True)
     try:
         ready, _, _ = select.select([head.stdout], [], [], 180)
         address = head.stdout.readline().strip() if ready else ""
-        assert address.startswith("127.0.0.1:"), f"local Ray cluster did not start (got {address!r})"
+        assert address.startswith("127.0.0.1:"), f"local Ray cluster did not start: {head_log.read_text()[-2000:]}"
         yield address
     finally:
         head.stdin.close()  # the head shuts its cluster down
