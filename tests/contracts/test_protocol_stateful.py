@@ -345,7 +345,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             return
         mask, parent, salt = r.commits.get(a, (r.honest_ballot(), r.parent, ZERO32))
         if choice == "tampered":  # flip one verdict, or the parent hash when there is no proposal
-            mask, parent = (mask ^ 1, parent) if r.proposals else (mask, OTHER_HASH)
+            mask, parent = (mask ^ 1, parent) if r.proposals else (mask, keccak(parent))
         state = self.next_state()
         call = lambda: self.voting.revealVote(r.round_id, mask, parent, salt, sender=self.by_addr[a], **TX)  # noqa: E731
         if state != RoundState.REVEALING:
