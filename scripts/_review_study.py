@@ -48,6 +48,7 @@ from fl.defences.review import (
     review,
     stacked_logits,
 )
+from fl.model import load_state
 from fl.simulation import SimulationConfig, derived_seed, load_federated_data
 from fl.tasks import task_of
 
@@ -74,7 +75,25 @@ RULES: dict[str, tuple[str, dict, str]] = {
     "cos-and-ll-k1": ("cosine_and_loss", {"threshold": 0.0, "k": 1.0}, "logloss"),
     "cos-and-ll-k2": ("cosine_and_loss", {"threshold": 0.0, "k": 2.0}, "logloss"),
     "cos0.1-or-ll-k1": ("cosine_or_loss", {"threshold": 0.1, "k": 1.0}, "logloss"),
+    # own_update = the negative gradient of the voter's training loss at the global model
+    # (the steepest-descent direction on its own data) instead of a proposer-like Adam step
+    "cosgrad-0": ("cosine", {"threshold": 0.0}, ""),
+    "cosgrad-or-ll-k1": ("cosine_or_loss", {"threshold": 0.0, "k": 1.0}, "logloss"),
+    "cosgrad-and-ll-k1": ("cosine_and_loss", {"threshold": 0.0, "k": 1.0}, "logloss"),
 }
+OWN_GRADIENT = {name for name in RULES if name.startswith("cosgrad")}
+# own_update = 5 local epochs (5 Adam steps) on the voter's training split
+RULES["cos5ep-0"] = ("cosine", {"threshold": 0.0}, "")
+RULES["cos5ep-and-ll-k1"] = ("cosine_and_loss", {"threshold": 0.0, "k": 1.0}, "logloss")
+RULES["cos20ep-0"] = ("cosine", {"threshold": 0.0}, "")
+RULES["cos20ep-m0.1"] = ("cosine", {"threshold": -0.1}, "")
+RULES["cos20ep-m0.1-and-ll-k1"] = ("cosine_and_loss", {"threshold": -0.1, "k": 1.0}, "logloss")
+RULES["cos20ep-m0.1-n2"] = ("cosine", {"threshold": -0.1, "max_norm_ratio": 2.0}, "")
+RULES["cos5ep-m0.05"] = ("cosine", {"threshold": -0.05}, "")
+RULES["cos5ep-m0.1"] = ("cosine", {"threshold": -0.1}, "")
+RULES["cos5ep-m0.1-and-ll-k1"] = ("cosine_and_loss", {"threshold": -0.1, "k": 1.0}, "logloss")
+OWN_MULTI_EPOCH = {name: int(name[3:name.index("ep")]) for name in RULES if name.startswith(("cos5ep", "cos20ep"))}
+TAUS = (-0.1, -0.05, 0.0, 0.05, 0.1)  # thresholds of the counterfactual cosine tallies
 NEEDS_OWN = {"cosine", "cosine_or_loss", "cosine_and_loss"}
 
 
@@ -162,20 +181,56 @@ class LendingTrainer:
         return {n: p.view(s) for n, p, s in zip(self.names, torch.split(flat, self.sizes), self.shapes)}
 
     def gradients(self, flat: torch.Tensor, clients: list[int], flip: list[bool]) -> torch.Tensor:
-        X, y = self.X[clients], self.y[clients]
-        flips = torch.tensor(flip, dtype=torch.bool).unsqueeze(1)
-        y = torch.where(flips, 1.0 - y, y)
-
-        def loss(params, Xc, yc):
-            logits = torch.func.functional_call(self.template, params, (Xc,))
-            return torch.nn.functional.binary_cross_entropy_with_logits(logits, yc)
-
-        params = self.unflatten(flat)
-        grads = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0, 0))(params, X, y)
-        return torch.cat([grads[n].reshape(len(clients), -1) for n in self.names], dim=1)
+        """Each client's full-batch gradient at ``flat`` (labels flipped where ``flip``)."""
+        return self._gradients_at(flat.unsqueeze(0).expand(len(clients), -1), clients, flip)
 
     def updates(self, flat: torch.Tensor, clients: list[int], flip: list[bool]) -> torch.Tensor:
         return adam_first_step(self.gradients(flat, clients, flip), self.lr)
+
+    def multi_step_updates(self, flat: torch.Tensor, clients: list[int], steps: int) -> torch.Tensor:
+        """``steps`` full-batch Adam steps on each client's true labels (= ``steps`` local epochs)."""
+        beta1, beta2, eps = 0.9, 0.999, 1e-8
+        params = flat.unsqueeze(0).repeat(len(clients), 1)
+        m = torch.zeros_like(params)
+        v = torch.zeros_like(params)
+        for t in range(1, steps + 1):
+            g = self._gradients_at(params, clients)
+            m = beta1 * m + (1 - beta1) * g
+            v = beta2 * v + (1 - beta2) * g * g
+            params = params - (self.lr / (1 - beta1 ** t)) * m / (v.sqrt() / math.sqrt(1 - beta2 ** t) + eps)
+        return params - flat
+
+    def _gradients_at(self, params: torch.Tensor, clients: list[int], flip: list[bool] | None = None) -> torch.Tensor:
+        """Per-client BCE gradients at per-client parameters (B, D): the MLP's backward by hand
+        with batched matmuls (much faster than vmap(grad)); checked against autograd."""
+        X, y = self.X[clients], self.y[clients]
+        if flip is not None and any(flip):
+            y = torch.where(torch.tensor(flip, dtype=torch.bool).unsqueeze(1), 1.0 - y, y)
+        W1, b1, W2, b2, w3, b3 = [t.view(len(clients), *s) for t, s in zip(torch.split(params, self.sizes, dim=1), self.shapes)]
+        a1 = torch.baddbmm(b1.unsqueeze(1), X, W1.transpose(1, 2))
+        h1 = a1.clamp_min(0)
+        a2 = torch.baddbmm(b2.unsqueeze(1), h1, W2.transpose(1, 2))
+        h2 = a2.clamp_min(0)
+        z = torch.baddbmm(b3.unsqueeze(1), h2, w3.transpose(1, 2)).squeeze(-1)
+        dz = (torch.sigmoid(z) - y) / y.shape[1]  # (B, n)
+        g_w3 = torch.bmm(dz.unsqueeze(1), h2)  # (B, 1, H)
+        g_b3 = dz.sum(1, keepdim=True)
+        d2 = dz.unsqueeze(-1) * w3 * (a2 > 0)  # (B, n, H)
+        g_W2 = torch.bmm(d2.transpose(1, 2), h1)
+        g_b2 = d2.sum(1)
+        d1 = torch.bmm(d2, W2) * (a1 > 0)
+        g_W1 = torch.bmm(d1.transpose(1, 2), X)
+        g_b1 = d1.sum(1)
+        return torch.cat([g.reshape(len(clients), -1) for g in (g_W1, g_b1, g_W2, g_b2, g_w3, g_b3)], dim=1)
+
+    def _gradients_autograd(self, params: torch.Tensor, clients: list[int]) -> torch.Tensor:
+        X, y = self.X[clients], self.y[clients]
+
+        def loss(p, Xc, yc):
+            logits = torch.func.functional_call(self.template, self.unflatten(p), (Xc,))
+            return torch.nn.functional.binary_cross_entropy_with_logits(logits, yc)
+
+        return torch.func.vmap(torch.func.grad(loss))(params, X, y)
 
 
 class GenericTrainer:
@@ -204,6 +259,30 @@ class GenericTrainer:
                 template=self.template, train=self.task.train,
             )
             out.append(torch.cat([new[n].reshape(-1) for n in self.names]) - flat)
+        return torch.stack(out)
+
+    def multi_step_updates(self, flat, clients, epochs, seed_parts=(0,)):
+        state = self.state(flat)
+        out = []
+        for c in clients:
+            new = make_proposal(
+                state, self.data.clients[c].train, behaviour_for(False, "proposer"),
+                epochs=epochs, lr=self.config.lr, seed=derived_seed(*seed_parts, c, 5),
+                num_features=self.data.num_features, template=self.template, train=self.task.train,
+            )
+            out.append(torch.cat([new[n].reshape(-1) for n in self.names]) - flat)
+        return torch.stack(out)
+
+    def gradients(self, flat, clients):
+        model = self.template
+        out = []
+        for c in clients:
+            params = {n: p.view(s).clone().requires_grad_(True) for n, p, s in zip(self.names, torch.split(flat, self.sizes), self.shapes)}
+            split = self.data.clients[c].train
+            logits = torch.func.functional_call(model, params, (split.X,))
+            loss = torch.nn.functional.cross_entropy(logits, split.y)
+            grads = torch.autograd.grad(loss, [params[n] for n in self.names])
+            out.append(torch.cat([g.reshape(-1) for g in grads]))
         return torch.stack(out)
 
 
@@ -236,7 +315,7 @@ def auroc_of(logits: torch.Tensor, y: torch.Tensor) -> float:
     return mean_auroc(np.eye(logits.shape[1], dtype=np.int64)[y.numpy()], probabilities)
 
 
-def malicious_update(kind: str, trainer, flat, c, honest_fn, flip_fn) -> torch.Tensor:
+def malicious_update(kind: str, noise_seed: int, honest_fn, flip_fn) -> torch.Tensor:
     """The poisoned update of an attacker who may know the rule (kind: flip | scale:s | mix:l)."""
     flipped = flip_fn()
     if kind == "flip":
@@ -246,6 +325,11 @@ def malicious_update(kind: str, trainer, flat, c, honest_fn, flip_fn) -> torch.T
         return float(value) * flipped
     if name == "mix":
         return (1 - float(value)) * honest_fn() + float(value) * flipped
+    if name == "noise":  # Gaussian direction, norm = value x the attacker's honest update norm
+        honest = honest_fn()
+        generator = torch.Generator().manual_seed(noise_seed)
+        noise = torch.randn(honest.shape, generator=generator)
+        return noise * (float(value) * honest.norm() / noise.norm())
     raise ValueError(f"unknown attack {kind!r}")
 
 
@@ -265,9 +349,11 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
     if task_name == "lending":
         trainer = LendingTrainer(template, data, config.lr)
         update_fn = lambda g, cs, fl_, r: trainer.updates(g, cs, fl_)  # noqa: E731
+        gradient_fn = lambda g, cs: trainer.gradients(g, cs, [False] * len(cs))  # noqa: E731
     else:
         trainer = GenericTrainer(template, data, config, task)
         update_fn = lambda g, cs, fl_, r: trainer.updates(g, cs, fl_, (seed, r))  # noqa: E731
+        gradient_fn = trainer.gradients
     X_val = torch.cat([c.val.X for c in data.clients])
     y_val = torch.cat([c.val.y for c in data.clients])
     bounds = np.cumsum([0] + [len(c.val) for c in data.clients])
@@ -291,11 +377,13 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
             idx = [i for i, m in enumerate(mal) if m]
             flipped = update_fn(flat, [proposers[i] for i in idx], [True] * len(idx), r)
             for j, i in enumerate(idx):
-                updates[i] = malicious_update(attack, trainer, flat, proposers[i],
+                updates[i] = malicious_update(attack, derived_seed(seed, r, proposers[i], 99),
                                               lambda i=i: honest_updates[i], lambda j=j: flipped[j])
         weights = sample_counts[proposers]
         started = time.perf_counter()
         if policy == "accept_all":
+            honest_voters, honest_accepts, quantiles = [], [0] * k, [[float("nan")] * 3] * k
+            counterfactual = [[-1] * k for _ in TAUS]
             accepted = [True] * k
             verdicts = [[True] * k for _ in voters]
         else:
@@ -322,7 +410,16 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
                     correct = ((torch.sigmoid(logits) >= 0.5).float() == y_val).float()
                 else:
                     correct = (logits.argmax(-1) == y_val).float()
-            own = update_fn(flat, voters, [False] * len(voters), r) if policy in NEEDS_OWN else None
+            own = None
+            reference_norms = None
+            if "max_norm_ratio" in params:  # the voter's own update trained exactly like a proposer's
+                reference_norms = update_fn(flat, voters, [False] * len(voters), r).double().norm(dim=1)
+            if rule in OWN_MULTI_EPOCH:
+                own = trainer.multi_step_updates(flat, voters, OWN_MULTI_EPOCH[rule])
+            elif rule in OWN_GRADIENT:
+                own = -gradient_fn(flat, voters)
+            elif policy in NEEDS_OWN:
+                own = update_fn(flat, voters, [False] * len(voters), r)
             verdicts = []
             for j, v in enumerate(voters):
                 lo, hi = bounds[v], bounds[v + 1]
@@ -339,10 +436,25 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
                     fields.update(aggregate_losses=L[k + 1], without_losses=L[k + 2:])
                 if own is not None:
                     fields.update(proposal_updates=updates, own_update=own[j])
+                if reference_norms is not None:
+                    fields.update(reference_norm=float(reference_norms[j]))
                 ballot = review(policy, ReviewInputs(**fields), **params)
                 if flags[v]:
                     ballot = [not b for b in ballot]
                 verdicts.append(ballot)
+            honest_voters = [j for j, v in enumerate(voters) if not flags[v]]
+            honest_accepts = [sum(verdicts[j][i] for j in honest_voters) for i in range(k)]
+            if own is not None and honest_voters:
+                from fl.defences.review import cosine_similarities
+                cos_all = torch.stack([cosine_similarities(updates, own[j]) for j in range(len(voters))])  # (V, P)
+                cos = cos_all[honest_voters]
+                quantiles = torch.quantile(cos, torch.tensor([0.1, 0.5, 0.9], dtype=cos.dtype), dim=0).T.tolist()
+                inverted = torch.tensor([flags[v] for v in voters]).unsqueeze(1)
+                # accept votes a pure cosine rule with threshold t would have drawn (same trajectory)
+                counterfactual = [((cos_all > t) ^ inverted).sum(0).tolist() for t in TAUS]
+            else:
+                quantiles = [[float("nan")] * 3] * k
+                counterfactual = [[-1] * k for _ in TAUS]
             accepts = [sum(b[i] for b in verdicts) for i in range(k)]
             accepted = [2 * a > len(voters) for a in accepts]
             reviews += len(voters)
@@ -352,7 +464,9 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
         for i, c in enumerate(proposers):
             if not accepted[i]:
                 rejected_count[c] += 1
-            proposals_log.append((r, c, int(mal[i]), int(accepted[i]), sum(b[i] for b in verdicts)))
+            proposals_log.append((r, c, int(mal[i]), int(accepted[i]), sum(b[i] for b in verdicts),
+                                  len(honest_voters), honest_accepts[i], *[round(q, 4) for q in quantiles[i]],
+                                  *[row[i] for row in counterfactual]))
         if any(accepted):
             w = weights * torch.tensor(accepted, dtype=torch.float64)
             flat = flat + ((w.unsqueeze(1) * updates.double()).sum(0) / w.sum()).float()
@@ -397,10 +511,98 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
         writer.writerows(rows)
     with open(out_dir / f"{tag}.proposals.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["round", "proposer", "malicious", "accepted", "accept_votes"])
+        writer.writerow(["round", "proposer", "malicious", "accepted", "accept_votes", "honest_voters",
+                         "honest_accepts", "honest_cos_q10", "honest_cos_median", "honest_cos_q90", *[f"cos_accepts_t{t}" for t in TAUS]])
         writer.writerows(proposals_log)
     (out_dir / f"{tag}.json").write_text(json.dumps(summary, indent=1))
     return summary
+
+
+def bench(task_name: str, repeats: int = 50) -> dict:
+    """Milliseconds one voter spends per round, as a real voter does it (nothing shared with
+    other voters): flatten P proposals, one batched forward of the P + 1 models on its
+    validation rows, per-example log-loss, its own update (gradient, or one local epoch with the
+    project's training), the policy. The paper's voter: FedAvg + two forward passes."""
+    from fl.aggregate import fedavg
+    from fl.defences.review import flatten_parameters
+
+    config = SimulationConfig(seed=0) if task_name == "lending" else SimulationConfig(
+        seed=0, task=task_name, clients=30, lr=0.003, samples_per_client=200)
+    data = load_federated_data(config)
+    task = task_of(config)
+    template = task.make_model(data, 0)
+    names = [n for n, _ in template.named_parameters()]
+    state = {n: t.clone() for n, t in template.state_dict().items()}
+    P = max(1, (config.clients * 2000) // 10_000)
+    proposals = [make_proposal(state, data.clients[c].train, behaviour_for(c % 3 == 0, "proposer"), epochs=1,
+                               lr=config.lr, seed=c, num_features=data.num_features, template=template,
+                               train=task.train) for c in range(P)]
+    voter = data.clients[P]
+    timings: dict[str, list[float]] = {"gradient_cosine_or_loss": [], "adam_cosine_or_loss": [], "paper_aggregate": []}
+    for _ in range(repeats):
+        for recipe in ("gradient", "adam"):
+            t0 = time.perf_counter()
+            flat_global = flatten_parameters(state, names)
+            updates = torch.stack([flatten_parameters(p, names) for p in proposals]) - flat_global
+            logits = stacked_logits(template, torch.cat([flat_global.unsqueeze(0), flat_global + updates]), voter.val.X)
+            losses = per_example_log_loss(logits, voter.val.y)
+            if recipe == "gradient":
+                model = template
+                params = {n: t.clone().requires_grad_(True) for n, t in state.items() if n in names}
+                out = torch.func.functional_call(model, params, (voter.train.X,))
+                loss = (torch.nn.functional.binary_cross_entropy_with_logits(out, voter.train.y) if out.ndim == 1
+                        else torch.nn.functional.cross_entropy(out, voter.train.y))
+                own = -torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, [params[n] for n in names])])
+            else:
+                own_state = make_proposal(state, voter.train, behaviour_for(False, "proposer"), epochs=1, lr=config.lr,
+                                          seed=1, num_features=data.num_features, template=template, train=task.train)
+                own = flatten_parameters(own_state, names) - flat_global
+            review("cosine_or_loss", ReviewInputs(P, proposal_losses=losses[1:], global_losses=losses[0],
+                                                  proposal_updates=updates, own_update=own), threshold=0.0, k=1.0)
+            timings[f"{recipe}_cosine_or_loss"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        aggregate_state = fedavg([(p, len(data.clients[c].train)) for c, p in enumerate(proposals)])
+        for s_ in (state, aggregate_state):
+            task.evaluate(load_state(template, s_), voter.val)
+        timings["paper_aggregate"].append(time.perf_counter() - t0)
+    return {k: 1000.0 * float(np.median(v)) for k, v in timings.items()} | {"proposals": P, "task": task_name}
+
+
+def summarise(folder: Path, seeds: list[int] | None = None) -> list[dict]:
+    """One row per (task, attack, rule, ratio): means over the seeds of the run summaries."""
+    groups: dict[tuple, list[dict]] = {}
+    for file in sorted(folder.glob("*.json")):
+        s = json.loads(file.read_text())
+        if seeds is not None and s["seed"] not in seeds:
+            continue
+        groups.setdefault((s["task"], s["attack"], s["rule"], s["ratio"]), []).append(s)
+    table = []
+    for (task, attack, rule, ratio), runs in sorted(groups.items()):
+        def mean(key):
+            values = [r[key] for r in runs if not (isinstance(r[key], float) and math.isnan(r[key]))]
+            return float(np.mean(values)) if values else float("nan")
+        def std(key):
+            return float(np.std([r[key] for r in runs], ddof=1)) if len(runs) > 1 else 0.0
+        table.append({
+            "task": task, "attack": attack, "rule": rule, "ratio": ratio, "seeds": " ".join(str(r["seed"]) for r in runs),
+            "auroc": mean("auroc_last_half"), "auroc_std": std("auroc_last_half"),
+            "malicious_rejected_pct": mean("malicious_rejected_pct"), "honest_rejected_pct": mean("honest_rejected_pct"),
+            "malicious_proposers": sum(r["malicious_proposed"] for r in runs),
+            "malicious_removed_as_proposer_by_50": sum(r["malicious_removed_as_proposer_by_50"] for r in runs),
+            "malicious_removed_by_50": sum(r["malicious_removed_by_50"] for r in runs),
+            "honest_removed_as_proposer": sum(r["honest_removed_as_proposer"] for r in runs),
+            "honest_removed": sum(r["honest_removed"] for r in runs),
+            "review_ms_per_voter_round": mean("review_ms_per_voter_round"),
+        })
+    return table
+
+
+def write_table(table: list[dict], path: Path) -> None:
+    with open(path, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(table[0]))
+        writer.writeheader()
+        for row in table:
+            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def main(argv=None) -> int:
@@ -417,11 +619,28 @@ def main(argv=None) -> int:
                              "mix:L ((1-L) honest + L flipped update)")
     parser.add_argument("--out", default=str(OUT / "runs"), help="folder for the per-run files")
     parser.add_argument("--skip-existing", action="store_true")
+    parser.add_argument("--summarise", metavar="CSV", help="write the per-(rule, ratio) table of --out's runs (seeds: --seeds) and exit")
+    parser.add_argument("--bench", action="store_true", help="time one voter's review per round (ms, median) and exit")
     parser.add_argument("--check-fast-path", action="store_true", help="compare the batched trainer with make_proposal and exit")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     clients = args.clients or (50 if args.task == "lending" else 30)
     out = Path(args.out)
+    if args.summarise:
+        table = summarise(out, [int(x) for x in args.seeds.split(",")])
+        write_table(table, Path(args.summarise))
+        for row in table:
+            print(f"{row['attack']:8s} {row['rule']:18s} {row['ratio']:.1f} auroc {row['auroc']:.3f}±{row['auroc_std']:.3f} "
+                  f"mal-rej {row['malicious_rejected_pct']:5.1f}% hon-rej {row['honest_rejected_pct']:5.1f}% "
+                  f"mal-removed(prop,<=50) {row['malicious_removed_as_proposer_by_50']}/{row['malicious_proposers']} "
+                  f"(any role {row['malicious_removed_by_50']}) hon-removed prop {row['honest_removed_as_proposer']} any {row['honest_removed']} "
+                  f"{row['review_ms_per_voter_round']:.1f} ms  seeds {row['seeds']}")
+        return 0
+    if args.bench:
+        result = bench(args.task)
+        print(json.dumps(result))
+        (OUT / f"bench-{args.task}.json").write_text(json.dumps(result, indent=1))
+        return 0
     if args.check_fast_path:
         config = SimulationConfig(clients=clients, seed=0)
         data = load_federated_data(config)

@@ -80,6 +80,7 @@ class ReviewInputs:
     without_losses: torch.Tensor | None = None  # (P, N): FedAvg of all proposals but i
     proposal_updates: torch.Tensor | None = None  # (P, D)
     own_update: torch.Tensor | None = None  # (D,)
+    reference_norm: float | None = None  # norm of the voter's own proposer-like update (norm cap)
     aggregate_score: float | None = None
     global_score: float | None = None
 
@@ -244,17 +245,31 @@ def leave_one_out(inputs: ReviewInputs, k: float = 1.0) -> list[bool]:
     return _loss_test(with_all, inputs.without_losses, count, k)
 
 
-def cosine(inputs: ReviewInputs, threshold: float = 0.0) -> list[bool]:
+def cosine(inputs: ReviewInputs, threshold: float = 0.0, max_norm_ratio: float | None = None) -> list[bool]:
     """Accept proposal i iff cos(update_i, own_update) > threshold (FLTrust's direction test,
-    Cao et al. NDSS 2021, with the voter's own update as the root)."""
+    Cao et al. NDSS 2021, with the voter's own update as the root) and, when
+    ``max_norm_ratio`` is given, ||update_i|| <= max_norm_ratio * reference_norm.
+
+    The norm cap stands in for FLTrust's rescaling (the protocol's FedAvg cannot rescale): a
+    negative threshold admits updates orthogonal to every honest direction, and without the
+    cap such an update could be arbitrarily large.
+    """
     _need(inputs, "proposal_updates", "own_update")
     if not -1.0 <= threshold < 1.0:
         raise ValueError(f"threshold must lie in [-1, 1), got {threshold}")
+    if max_norm_ratio is not None:
+        _need(inputs, "reference_norm")
+        if not max_norm_ratio > 0 or not inputs.reference_norm > 0:
+            raise ValueError("max_norm_ratio and reference_norm must be positive")
     if inputs.proposal_count == 0:
         return []
     if inputs.proposal_updates.shape[0] != inputs.proposal_count:
         raise ValueError(f"proposal_updates has {inputs.proposal_updates.shape[0]} rows for {inputs.proposal_count} proposals")
-    return [bool(ok) for ok in (cosine_similarities(inputs.proposal_updates, inputs.own_update) > threshold)]
+    accept = cosine_similarities(inputs.proposal_updates, inputs.own_update) > threshold
+    if max_norm_ratio is not None:
+        norms = inputs.proposal_updates.to(torch.float64).norm(dim=1)
+        accept &= norms <= max_norm_ratio * float(inputs.reference_norm)
+    return [bool(ok) for ok in accept]
 
 
 def cosine_or_loss(inputs: ReviewInputs, threshold: float = 0.0, k: float = 1.0) -> list[bool]:

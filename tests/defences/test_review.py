@@ -193,3 +193,22 @@ def test_module__imports_nothing_from_fl():
     imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     assert not [m for m in imported if m == "fl" or m.startswith("fl.")]
+
+
+def test_cosine__norm_cap_rejects_a_large_update_in_an_accepted_direction():
+    inputs = ReviewInputs(
+        proposal_count=3,
+        proposal_updates=torch.tensor([[1.0, 0.0], [10.0, 0.0], [0.0, 1.5]]),
+        own_update=torch.tensor([1.0, 0.0]),
+        reference_norm=1.0,
+    )
+    # orthogonal proposal 2 (cos 0) passes a negative threshold unless its norm is capped
+    assert review("cosine", inputs, threshold=-0.1) == [True, True, True]
+    assert review("cosine", inputs, threshold=-0.1, max_norm_ratio=2.0) == [True, False, True]
+    assert review("cosine", inputs, threshold=-0.1, max_norm_ratio=1.2) == [True, False, False]
+
+
+def test_cosine__norm_cap_without_reference_norm__value_error():
+    inputs = direction_inputs([[1.0, 0.0]], [1.0, 0.0])
+    with pytest.raises(ValueError, match="reference_norm"):
+        review("cosine", inputs, max_norm_ratio=2.0)
