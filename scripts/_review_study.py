@@ -40,7 +40,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from fl.behaviours import assign_malicious, make_proposal, behaviour_for
+from fl.attacks.behaviours import assign_malicious, make_proposal, behaviour_for
 from fl.defences.review import (
     ReviewInputs,
     per_example_brier,
@@ -48,9 +48,9 @@ from fl.defences.review import (
     review,
     stacked_logits,
 )
-from fl.model import load_state
-from fl.simulation import SimulationConfig, derived_seed, load_federated_data
-from fl.tasks import task_of
+from fl.learning.model import load_state
+from fl.simulation.rounds import SimulationConfig, derived_seed, load_federated_data
+from fl.learning.tasks import task_of
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "results" / "review-study"
@@ -309,7 +309,7 @@ def check_fast_path(trainer: LendingTrainer, template, data, config) -> float:
 def auroc_of(logits: torch.Tensor, y: torch.Tensor) -> float:
     if logits.ndim == 1:
         return float(roc_auc_score(y.numpy(), logits.numpy()))
-    from fl.tasks import mean_auroc
+    from fl.learning.tasks import mean_auroc
 
     probabilities = torch.softmax(logits, dim=1).numpy()
     return mean_auroc(np.eye(logits.shape[1], dtype=np.int64)[y.numpy()], probabilities)
@@ -523,7 +523,7 @@ def bench(task_name: str, repeats: int = 50) -> dict:
     other voters): flatten P proposals, one batched forward of the P + 1 models on its
     validation rows, per-example log-loss, its own update (gradient, or one local epoch with the
     project's training), the policy. The paper's voter: FedAvg + two forward passes."""
-    from fl.aggregate import fedavg
+    from fl.defences.aggregate import fedavg
     from fl.defences.review import flatten_parameters
 
     config = SimulationConfig(seed=0) if task_name == "lending" else SimulationConfig(
