@@ -39,7 +39,11 @@ def test_simulation__global_hash_on_chain_equals_clients_model(small_run):
 
     assert summary["rounds_completed"] == 4
     assert summary["global_model_hash_matches"] is True
-    assert summary["global_model_hash_onchain"] == rows[-1]["global_model_hash"]
+    # the chain records the model the last round STARTED from (voters attest their parent), one
+    # round behind the clients' model (protocol v2)
+    assert summary["global_model_hash_onchain"] == rows[-1]["parent_model_hash"] == rows[-2]["global_model_hash"]
+    assert summary["global_model_hash_clients"] == rows[-1]["global_model_hash"]
+    assert all(r["recorded_model_hash"] == r["parent_model_hash"] for r in rows)
 
 
 def test_simulation__tokens_conserved_and_events_match_chain(small_run):
