@@ -365,6 +365,7 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
     rejected_count = [0] * clients
     review_seconds = 0.0
     reviews = 0
+    norm_ratio_max = {"honest": 0.0, "malicious": 0.0}  # max ||update|| / reference_norm seen
     for r in range(1, rounds + 1):
         drawn = random.Random(derived_seed(seed, 13, r)).sample(range(clients), clients)
         proposers, voters = drawn[:k], drawn[k:]
@@ -414,6 +415,10 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
             reference_norms = None
             if "max_norm_ratio" in params:  # the voter's own update trained exactly like a proposer's
                 reference_norms = update_fn(flat, voters, [False] * len(voters), r).double().norm(dim=1)
+                ratios = updates.double().norm(dim=1).unsqueeze(0) / reference_norms.unsqueeze(1)  # (V, P)
+                for i, m in enumerate(mal):
+                    key = "malicious" if m else "honest"
+                    norm_ratio_max[key] = max(norm_ratio_max[key], float(ratios[:, i].max()))
             if rule in OWN_MULTI_EPOCH:
                 own = trainer.multi_step_updates(flat, voters, OWN_MULTI_EPOCH[rule])
             elif rule in OWN_GRADIENT:
@@ -502,6 +507,7 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
         "rejected_per_client": rejected_count,
         "tokens_end": [round(t, 3) for t in ledger.tokens],
         "malicious": flags,
+        "norm_ratio_max": norm_ratio_max,
         "review_ms_per_voter_round": 1000.0 * review_seconds / reviews if reviews else 0.0,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -518,7 +524,7 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
     return summary
 
 
-def bench(task_name: str, repeats: int = 50) -> dict:
+def bench(task_name: str, repeats: int = 20) -> dict:
     """Milliseconds one voter spends per round, as a real voter does it (nothing shared with
     other voters): flatten P proposals, one batched forward of the P + 1 models on its
     validation rows, per-example log-loss, its own update (gradient, or one local epoch with the
@@ -538,28 +544,27 @@ def bench(task_name: str, repeats: int = 50) -> dict:
                                lr=config.lr, seed=c, num_features=data.num_features, template=template,
                                train=task.train) for c in range(P)]
     voter = data.clients[P]
-    timings: dict[str, list[float]] = {"gradient_cosine_or_loss": [], "adam_cosine_or_loss": [], "paper_aggregate": []}
+    timings: dict[str, list[float]] = {"recommended_cosine_20ep": [], "loss_vs_global_batched": [], "paper_aggregate": []}
+    from fl.defences.review import OWN_UPDATE_EPOCHS, RECOMMENDED_PARAMETERS, RECOMMENDED_POLICY
     for _ in range(repeats):
-        for recipe in ("gradient", "adam"):
-            t0 = time.perf_counter()
-            flat_global = flatten_parameters(state, names)
-            updates = torch.stack([flatten_parameters(p, names) for p in proposals]) - flat_global
-            logits = stacked_logits(template, torch.cat([flat_global.unsqueeze(0), flat_global + updates]), voter.val.X)
-            losses = per_example_log_loss(logits, voter.val.y)
-            if recipe == "gradient":
-                model = template
-                params = {n: t.clone().requires_grad_(True) for n, t in state.items() if n in names}
-                out = torch.func.functional_call(model, params, (voter.train.X,))
-                loss = (torch.nn.functional.binary_cross_entropy_with_logits(out, voter.train.y) if out.ndim == 1
-                        else torch.nn.functional.cross_entropy(out, voter.train.y))
-                own = -torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, [params[n] for n in names])])
-            else:
-                own_state = make_proposal(state, voter.train, behaviour_for(False, "proposer"), epochs=1, lr=config.lr,
-                                          seed=1, num_features=data.num_features, template=template, train=task.train)
-                own = flatten_parameters(own_state, names) - flat_global
-            review("cosine_or_loss", ReviewInputs(P, proposal_losses=losses[1:], global_losses=losses[0],
-                                                  proposal_updates=updates, own_update=own), threshold=0.0, k=1.0)
-            timings[f"{recipe}_cosine_or_loss"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        flat_global = flatten_parameters(state, names)
+        updates = torch.stack([flatten_parameters(p, names) for p in proposals]) - flat_global
+        own_state = make_proposal(state, voter.train, behaviour_for(False, "proposer"), epochs=OWN_UPDATE_EPOCHS * config.local_epochs,
+                                  lr=config.lr, seed=1, num_features=data.num_features, template=template, train=task.train)
+        reference_state = make_proposal(state, voter.train, behaviour_for(False, "proposer"), epochs=config.local_epochs,
+                                        lr=config.lr, seed=1, num_features=data.num_features, template=template, train=task.train)
+        inputs = ReviewInputs(P, proposal_updates=updates, own_update=flatten_parameters(own_state, names) - flat_global,
+                              reference_norm=float((flatten_parameters(reference_state, names) - flat_global).norm()))
+        review(RECOMMENDED_POLICY, inputs, **RECOMMENDED_PARAMETERS)
+        timings["recommended_cosine_20ep"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        flat_global = flatten_parameters(state, names)
+        updates = torch.stack([flatten_parameters(p, names) for p in proposals]) - flat_global
+        logits = stacked_logits(template, torch.cat([flat_global.unsqueeze(0), flat_global + updates]), voter.val.X)
+        losses = per_example_log_loss(logits, voter.val.y)
+        review("loss_vs_global", ReviewInputs(P, proposal_losses=losses[1:], global_losses=losses[0]), k=1.0)
+        timings["loss_vs_global_batched"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         aggregate_state = fedavg([(p, len(data.clients[c].train)) for c, p in enumerate(proposals)])
         for s_ in (state, aggregate_state):
@@ -592,7 +597,8 @@ def summarise(folder: Path, seeds: list[int] | None = None) -> list[dict]:
             "malicious_removed_by_50": sum(r["malicious_removed_by_50"] for r in runs),
             "honest_removed_as_proposer": sum(r["honest_removed_as_proposer"] for r in runs),
             "honest_removed": sum(r["honest_removed"] for r in runs),
-            "review_ms_per_voter_round": mean("review_ms_per_voter_round"),
+            "norm_ratio_max": norm_ratio_max,
+        "review_ms_per_voter_round": mean("review_ms_per_voter_round"),
         })
     return table
 
@@ -603,6 +609,23 @@ def write_table(table: list[dict], path: Path) -> None:
         writer.writeheader()
         for row in table:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def markdown(table: list[dict], rules: list[str] | None = None) -> str:
+    """The table of docs/REVIEW_STUDY.md: one line per (attack, rule, ratio)."""
+    lines = ["| attack | rule | ratio | test AUROC (last 50) | malicious rejected | honest rejected | "
+             "malicious removed by round 50 (as proposer / any role) | honest removed in 100 (as proposer / any role) | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    order = {name: i for i, name in enumerate(rules or [])}
+    rows = [r for r in table if rules is None or r["rule"] in order]
+    rows.sort(key=lambda r: (r["attack"], order.get(r["rule"], 0), r["ratio"]))
+    for r in rows:
+        mal = "-" if math.isnan(r["malicious_rejected_pct"]) else f"{r['malicious_rejected_pct']:.1f}%"
+        removed = "-" if not r["malicious_proposers"] else (
+            f"{r['malicious_removed_as_proposer_by_50']} / {r['malicious_removed_by_50']} of {r['malicious_proposers']}")
+        lines.append(f"| {r['attack']} | {r['rule']} | {r['ratio']:.1f} | {r['auroc']:.3f} ± {r['auroc_std']:.3f} | {mal} | "
+                     f"{r['honest_rejected_pct']:.1f}% | {removed} | {r['honest_removed_as_proposer']} / {r['honest_removed']} | {r['seeds']} |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -629,6 +652,7 @@ def main(argv=None) -> int:
     if args.summarise:
         table = summarise(out, [int(x) for x in args.seeds.split(",")])
         write_table(table, Path(args.summarise))
+        Path(args.summarise).with_suffix(".md").write_text(markdown(table))
         for row in table:
             print(f"{row['attack']:8s} {row['rule']:18s} {row['ratio']:.1f} auroc {row['auroc']:.3f}±{row['auroc_std']:.3f} "
                   f"mal-rej {row['malicious_rejected_pct']:5.1f}% hon-rej {row['honest_rejected_pct']:5.1f}% "
