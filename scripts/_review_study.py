@@ -578,6 +578,7 @@ def summarise(folder: Path, seeds: list[int] | None = None) -> list[dict]:
     groups: dict[tuple, list[dict]] = {}
     for file in sorted(folder.glob("*.json")):
         s = json.loads(file.read_text())
+        s["_file"] = str(file)
         if seeds is not None and s["seed"] not in seeds:
             continue
         groups.setdefault((s["task"], s["attack"], s["rule"], s["ratio"]), []).append(s)
@@ -588,6 +589,12 @@ def summarise(folder: Path, seeds: list[int] | None = None) -> list[dict]:
             return float(np.mean(values)) if values else float("nan")
         def std(key):
             return float(np.std([r[key] for r in runs], ddof=1)) if len(runs) > 1 else 0.0
+        survival = {}
+        for stake in (4.0, 8.0, 16.0):
+            counts = [proposer_survival(Path(r["_file"].replace(".json", ".proposals.csv")), r["clients"], stake, 50)
+                      for r in runs]
+            survival[f"stake{int(stake)}_malicious_removed_by_50"] = sum(c[0] for c in counts)
+            survival[f"stake{int(stake)}_honest_removed"] = sum(c[2] for c in counts)
         table.append({
             "task": task, "attack": attack, "rule": rule, "ratio": ratio, "seeds": " ".join(str(r["seed"]) for r in runs),
             "auroc": mean("auroc_last_half"), "auroc_std": std("auroc_last_half"),
@@ -597,8 +604,8 @@ def summarise(folder: Path, seeds: list[int] | None = None) -> list[dict]:
             "malicious_removed_by_50": sum(r["malicious_removed_by_50"] for r in runs),
             "honest_removed_as_proposer": sum(r["honest_removed_as_proposer"] for r in runs),
             "honest_removed": sum(r["honest_removed"] for r in runs),
-            "norm_ratio_max": norm_ratio_max,
-        "review_ms_per_voter_round": mean("review_ms_per_voter_round"),
+            "review_ms_per_voter_round": mean("review_ms_per_voter_round"),
+            **survival,
         })
     return table
 
@@ -609,6 +616,27 @@ def write_table(table: list[dict], path: Path) -> None:
         writer.writeheader()
         for row in table:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def proposer_survival(proposals_csv: Path, clients: int, proposer_stake: float, by_round: int) -> tuple[int, int, int, int]:
+    """From a run's proposals log: (malicious removed by ``by_round``, malicious proposers,
+    honest removed in the run, honest proposers) counting proposer flows only (stake 64,
+    reward 2 from the pool of slashes, removal when drawn to propose below the stake)."""
+    ledger = Ledger(clients, proposer_stake=proposer_stake)
+    rounds: dict[int, list[tuple[int, int, int]]] = {}
+    with open(proposals_csv) as fh:
+        for row in csv.DictReader(fh):
+            rounds.setdefault(int(row["round"]), []).append((int(row["proposer"]), int(row["malicious"]), int(row["accepted"])))
+    malicious, honest = set(), set()
+    for r in sorted(rounds):
+        proposers = [p for p, _, _ in rounds[r]]
+        ledger.draw(r, proposers, [])
+        ledger.settle(proposers, [bool(a) for _, _, a in rounds[r]], [], [])
+        for p, m, _ in rounds[r]:
+            (malicious if m else honest).add(p)
+    removed = ledger.removed_at
+    return (sum(removed[c] is not None and removed[c] <= by_round for c in malicious), len(malicious),
+            sum(removed[c] is not None for c in honest), len(honest))
 
 
 def markdown(table: list[dict], rules: list[str] | None = None) -> str:
