@@ -59,6 +59,8 @@ OUT = ROOT / "results" / "review-study"
 RULES: dict[str, tuple[str, dict, str]] = {
     "fedavg-clean": ("accept_all", {}, ""),  # no attackers at all
     "fedavg-attack": ("accept_all", {}, ""),
+    # not a rule: accepts exactly the honest proposals (the ceiling of any per-proposal filter)
+    "oracle-filter": ("oracle", {}, ""),
     "aggregate": ("aggregate", {"epsilon": 0.01}, "accuracy"),  # the paper's voter
     "aggregate-logloss": ("aggregate", {"epsilon": 0.0}, "logloss"),
     "global-ll-k0": ("loss_vs_global", {"k": 0.0}, "logloss"),
@@ -382,11 +384,11 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
                                               lambda i=i: honest_updates[i], lambda j=j: flipped[j])
         weights = sample_counts[proposers]
         started = time.perf_counter()
-        if policy == "accept_all":
+        if policy in ("accept_all", "oracle"):
             honest_voters, honest_accepts, quantiles = [], [0] * k, [[float("nan")] * 3] * k
             counterfactual = [[-1] * k for _ in TAUS]
-            accepted = [True] * k
-            verdicts = [[True] * k for _ in voters]
+            accepted = [True] * k if policy == "accept_all" else [not m for m in mal]
+            verdicts = [list(accepted) for _ in voters]
         else:
             models = [flat.unsqueeze(0), flat + updates]
             agg_update = (weights.unsqueeze(1) * updates.double()).sum(0) / weights.sum()
@@ -573,12 +575,14 @@ def bench(task_name: str, repeats: int = 20) -> dict:
     return {k: 1000.0 * float(np.median(v)) for k, v in timings.items()} | {"proposals": P, "task": task_name}
 
 
-def summarise(folder: Path, seeds: list[int] | None = None) -> list[dict]:
-    """One row per (task, attack, rule, ratio): means over the seeds of the run summaries."""
+def summarise(folder: Path, seeds: list[int] | None = None, aliases: dict[str, str] | None = None) -> list[dict]:
+    """One row per (task, attack, rule, ratio): means over the seeds of the run summaries.
+    ``aliases`` renames rules before grouping (to pool runs whose verdicts are provably equal)."""
     groups: dict[tuple, list[dict]] = {}
     for file in sorted(folder.glob("*.json")):
         s = json.loads(file.read_text())
         s["_file"] = str(file)
+        s["rule"] = (aliases or {}).get(s["rule"], s["rule"])
         if seeds is not None and s["seed"] not in seeds:
             continue
         groups.setdefault((s["task"], s["attack"], s["rule"], s["ratio"]), []).append(s)
@@ -671,6 +675,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(OUT / "runs"), help="folder for the per-run files")
     parser.add_argument("--skip-existing", action="store_true")
     parser.add_argument("--summarise", metavar="CSV", help="write the per-(rule, ratio) table of --out's runs (seeds: --seeds) and exit")
+    parser.add_argument("--alias", default="", help="with --summarise: OLD=NEW,... rule renames before pooling")
     parser.add_argument("--bench", action="store_true", help="time one voter's review per round (ms, median) and exit")
     parser.add_argument("--check-fast-path", action="store_true", help="compare the batched trainer with make_proposal and exit")
     args = parser.parse_args(argv)
@@ -678,7 +683,8 @@ def main(argv=None) -> int:
     clients = args.clients or (50 if args.task == "lending" else 30)
     out = Path(args.out)
     if args.summarise:
-        table = summarise(out, [int(x) for x in args.seeds.split(",")])
+        aliases = dict(pair.split("=") for pair in args.alias.split(",")) if args.alias else None
+        table = summarise(out, [int(x) for x in args.seeds.split(",")], aliases)
         write_table(table, Path(args.summarise))
         Path(args.summarise).with_suffix(".md").write_text(markdown(table))
         for row in table:
