@@ -19,7 +19,7 @@ fresh optimiser, so every client's update is computed at once (vmapped gradients
 step); the harness checks it against fl.behaviours.make_proposal at start. Image tasks use the
 project's training per client.
 
-Not an ape command. Example (writes results/review-study/<tag>/):
+Not an ape command. Example (writes results/review-study/data/<run>.{json,rounds.csv,proposals.csv}):
     nice -n 10 python scripts/_review_study.py --rules cosine,aggregate --ratios 0.1,0.4 --seeds 0,1
 """
 
@@ -672,7 +672,7 @@ def main(argv=None) -> int:
     parser.add_argument("--attack", default="flip",
                         help="malicious proposers: flip (the project's), scale:S (flip update x S), "
                              "mix:L ((1-L) honest + L flipped update)")
-    parser.add_argument("--out", default=str(OUT / "runs"), help="folder for the per-run files")
+    parser.add_argument("--out", default=str(OUT / "data"), help="folder for the per-run files")
     parser.add_argument("--skip-existing", action="store_true")
     parser.add_argument("--summarise", metavar="CSV", help="write the per-(rule, ratio) table of --out's runs (seeds: --seeds) and exit")
     parser.add_argument("--alias", default="", help="with --summarise: OLD=NEW,... rule renames before pooling")
