@@ -49,7 +49,8 @@ RULES: dict[str, ReviewRule] = {
         ReviewRule("aggregate", "aggregate", description=(
             "the paper's voter (Dong et al. 2024, Eq. 2): one verdict for every proposal, accept iff "
             "score(FedAvg of all proposals) >= score(global model) - epsilon")),
-        ReviewRule("cosine", "cosine", {"threshold": -0.1, "max_norm_ratio": 2.0}, own_epochs=20, description=(
+        ReviewRule("cosine", rv.RECOMMENDED_POLICY, dict(rv.RECOMMENDED_PARAMETERS), own_epochs=rv.OWN_UPDATE_EPOCHS,
+                   description=(
             "accept proposal i iff cos(update_i, own update) > -0.1 and ||update_i|| <= 2 x the norm of the "
             "voter's own one-epoch update; own update: 20 local epochs on the voter's training split")),
         ReviewRule("cosine_and_loss", "cosine_and_loss", {"threshold": -0.1, "k": 1.0}, "logloss", own_epochs=20,
