@@ -111,7 +111,8 @@ def review_round(
     if rule.policy == "aggregate":
         raise ValueError("the aggregate rule is scored by the round loop (fl.simulation.rounds)")
     count = len(proposals)
-    valid = [i for i, p in enumerate(proposals) if p is not None]
+    # (the store already refuses non-finite blobs; a NaN update must never pass a cosine test)
+    valid = [i for i, p in enumerate(proposals) if p is not None and all(bool(torch.isfinite(v).all()) for v in p.values())]
     verdicts = [[False] * count for _ in voters]
     if not valid or not voters:
         return verdicts
