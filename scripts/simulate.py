@@ -52,7 +52,7 @@ def simulation_options(command):
         click.option("--proposer-reward", default=DEFAULTS.proposer_reward, show_default=True,
                      type=click.FloatRange(min=0), help="Reward per proposer of an accepted round, from the pool."),
         click.option("--epsilon", default=DEFAULTS.epsilon, show_default=True, type=click.FloatRange(min=0),
-                     help="Voter tolerance: accept iff score(aggregate) >= score(current model) - epsilon."),
+                     help="--review aggregate: the voter accepts iff score(aggregate) >= score(current model) - epsilon."),
         click.option("--score", default=DEFAULTS.score, show_default=True,
                      type=click.Choice(["accuracy", "balanced_accuracy", "auroc"]),
                      help="Validation score voters use on the lending task (the paper: accuracy); "
