@@ -22,9 +22,11 @@ from fl.participant.client import Participant, phase, turn_delay
 from fl.participant.data import load_participant_data, write_shard_csv
 from fl.participant.state import ClientConfig, ClientState, ParticipantError
 from fl.simulation.rounds import ZERO_HASH
+from fl.defences.aggregate import fedavg
 from fl.learning.store import UpdateStore, hash_state
 from fl.learning.model import init_model, state_of
-from fl.protocol.votes import Decision, Role, RoundState, Vote, commitment_for
+from fl.protocol.ballots import ballot_commitment
+from fl.protocol.votes import Decision, Role, RoundState
 
 NUM_FEATURES = 8
 PERIOD = 10
@@ -50,7 +52,8 @@ def classify(exc):
 
 
 class FakeChain:
-    """Just enough of VotingRound + StakeRegistry for one client's decisions."""
+    """Just enough of VotingRound + StakeRegistry (protocol v2: ballots over proposals, the parent
+    hash a voter majority confirms) for one client's decisions."""
 
     def __init__(self, initial_hash: bytes, clients: list[str]):
         self.now = 1_000
@@ -59,6 +62,7 @@ class FakeChain:
         self.rounds: dict[int, dict] = {}
         self.stakes = {c: {"stake": 64, "locked": 0, "active": True, "removed": False} for c in clients}
         self.sent: list[tuple[str, str, int]] = []
+        self.outcomes: dict[tuple[int, str], tuple[bool, int, int]] = {}
 
     def open(self, proposers: list[str], voters: list[str]) -> int:
         self.current += 1
@@ -66,7 +70,9 @@ class FakeChain:
         self.rounds[self.current] = {
             "view": SimpleNamespace(round_id=self.current, proposal_deadline=t + PERIOD, commit_deadline=t + 2 * PERIOD,
                                     reveal_deadline=t + 3 * PERIOD, settled=False, decision=Decision.NONE,
-                                    global_model_hash=self.global_hash),
+                                    global_model_hash=self.global_hash, reveal_count=0, accepted_mask=0,
+                                    accepted_count=0, leading_parent_hash=ZERO_HASH, leading_parent_votes=0,
+                                    parent_confirmed=False),
             "roles": {**{p: Role.PROPOSER for p in proposers}, **{v: Role.VOTER for v in voters}},
             "acted": set(), "revealed": {}, "commitments": {}, "proposals": [],
         }
@@ -75,16 +81,26 @@ class FakeChain:
     def state(self, r: int) -> RoundState:
         return phase(self.rounds[r]["view"], self.now)
 
-    def settle(self, r: int) -> None:
+    def accepts(self, r: int) -> list[int]:
         info = self.rounds[r]
-        accepts = [h for v, h in info["revealed"].values() if v == Vote.ACCEPT]
-        best = max(set(accepts), key=accepts.count) if accepts else ZERO_HASH
-        accepted = 2 * accepts.count(best) > len(info["revealed"])
-        if accepted:
-            self.global_hash = best
-        info["view"].settled = True
-        info["view"].decision = Decision.ACCEPTED if accepted else Decision.REJECTED
-        info["view"].global_model_hash = self.global_hash
+        return [sum(mask >> i & 1 for mask, _ in info["revealed"].values()) for i in range(len(info["proposals"]))]
+
+    def settle(self, r: int) -> None:
+        info, view = self.rounds[r], self.rounds[r]["view"]
+        revealed = len(info["revealed"])
+        view.accepted_mask = sum(1 << i for i, n in enumerate(self.accepts(r)) if 2 * n > revealed)
+        view.accepted_count = bin(view.accepted_mask).count("1")
+        parents = [h for _, h in info["revealed"].values()]
+        if parents:
+            view.leading_parent_hash = max(parents, key=parents.count)
+            view.leading_parent_votes = parents.count(view.leading_parent_hash)
+        view.reveal_count = revealed
+        view.parent_confirmed = 2 * view.leading_parent_votes > revealed
+        if view.parent_confirmed:
+            self.global_hash = view.leading_parent_hash
+        view.settled = True
+        view.decision = Decision.ACCEPTED if view.accepted_mask else Decision.REJECTED
+        view.global_model_hash = self.global_hash
 
 
 class FakeLedger:
@@ -113,6 +129,9 @@ class FakeLedger:
     def proposals(self, r):
         return list(self.chain.rounds[r]["proposals"])
 
+    def proposal_accepts(self, r):
+        return self.chain.accepts(r)
+
     def global_model_hash(self):
         return self.chain.global_hash
 
@@ -126,7 +145,7 @@ class FakeLedger:
         return 0
 
     def settlement_of(self, r, from_block=0, address=None):
-        return None
+        return self.chain.outcomes.get((r, address or self.address))
 
     def _act(self, action, r, required: RoundState):
         info = self.chain.rounds[r]
@@ -151,11 +170,13 @@ class FakeLedger:
         info["commitments"][self.address] = commitment
         return "0xcommit"
 
-    def reveal(self, r, vote, aggregate_hash, salt):
+    def reveal(self, r, accept_mask, parent_hash, salt):
         info = self._act("reveal", r, RoundState.REVEALING)
-        if commitment_for(r, self.address, vote, aggregate_hash, salt) != info["commitments"].get(self.address):
+        if accept_mask >> len(info["proposals"]):
+            raise Revert("RoundInvalidBallot")
+        if ballot_commitment(r, self.address, accept_mask, parent_hash, salt) != info["commitments"].get(self.address):
             raise Revert("RoundCommitmentMismatch")
-        info["revealed"][self.address] = (vote, aggregate_hash)
+        info["revealed"][self.address] = (accept_mask, parent_hash)
         return "0xreveal"
 
     def withdraw(self, amount):
@@ -164,7 +185,7 @@ class FakeLedger:
         return "0xwithdraw"
 
     def open_round(self):
-        raise AssertionError("opening is played by the test")
+        raise Revert("opening is played by the test")
 
     def settle(self, r):
         if self.chain.state(r) != RoundState.SETTLEABLE:
@@ -174,14 +195,14 @@ class FakeLedger:
         return "0xsettle"
 
 
-A, B, C = "0x" + "aa" * 20, "0x" + "bb" * 20, "0x" + "cc" * 20
+A, B, C, D = "0x" + "aa" * 20, "0x" + "bb" * 20, "0x" + "cc" * 20, "0x" + "dd" * 20
 
 
 @pytest.fixture
 def world(tmp_path):
     initial = state_of(init_model(NUM_FEATURES, 0))
-    chain = FakeChain(hash_state(initial), [A, B, C])
-    store_url = f"memory://participant-{uuid.uuid4().hex}"
+    chain = FakeChain(hash_state(initial), [A, B, C, D])
+    store_url = str(tmp_path / "store")  # a real folder: hostile blobs can be directories and symlinks
 
     def make(address: str, index: int, **config) -> Participant:
         data = ClientData(train=make_separable_split(64, NUM_FEATURES, seed=index),
@@ -190,7 +211,26 @@ def world(tmp_path):
         return Participant(FakeLedger(chain, address), classify, UpdateStore(store_url), state, data,
                            NUM_FEATURES, 0, ClientConfig(poll_seconds=0.01, **config), clock=lambda: chain.now)
 
-    return SimpleNamespace(chain=chain, make=make, store_url=store_url)
+    return SimpleNamespace(chain=chain, make=make, store_url=store_url, initial=initial, tmp_path=tmp_path)
+
+
+def plant(world, round_id: int, proposer: str, update_hash: bytes, samples: int = 10) -> None:
+    """A proposal on chain as a hostile proposer would make it (whatever is or is not in the store)."""
+    info = world.chain.rounds[round_id]
+    info["proposals"].append(SimpleNamespace(proposer=proposer, update_hash=update_hash, sample_count=samples))
+    info["acted"].add(proposer)
+
+
+def play_round(world, clients, proposers, voters, settle: bool = True) -> int:
+    """Open a round and step every client through proposing, committing and revealing (and settle)."""
+    r = world.chain.open(proposers, voters)
+    for _ in range(3):
+        for p in clients:
+            p.step()
+        world.chain.now += PERIOD
+    if settle:
+        world.chain.settle(r)
+    return r
 
 
 def test_phase__matches_the_contract_boundaries():
@@ -246,7 +286,7 @@ def test_voter_restarted_after_commit__reveals_the_saved_ballot_without_recommit
     restarted.step()
 
     assert [s for s in world.chain.sent if s[0] == B] == [(B, "commit", r), (B, "reveal", r)]
-    assert world.chain.rounds[r]["revealed"][B] == (Vote(committed["vote"]), bytes.fromhex(committed["aggregate_hash"]))
+    assert world.chain.rounds[r]["revealed"][B] == (committed["accept_mask"], bytes.fromhex(committed["parent_hash"]))
     journal = [json.loads(line) for line in restarted.state.journal.read_text().splitlines()]
     assert [(e["action"], e["status"]) for e in journal] == [
         ("commit", "sending"), ("commit", "sent"), ("reveal", "sending"), ("reveal", "sent")]
@@ -257,11 +297,11 @@ def test_voter_died_after_saving_ballot__commits_that_same_ballot(world):
     r = world.chain.open([A], [B])
     a.step()
     world.chain.now += PERIOD
-    b.state.save_ballot(r, Vote.REJECT, b"\x01" * 32, b"\x02" * 32)  # decided, then died before sending
+    b.state.save_ballot(r, 0, b"\x01" * 32, b"\x02" * 32)  # decided, then died before sending
 
     b.step()
 
-    assert world.chain.rounds[r]["commitments"][B] == commitment_for(r, B, Vote.REJECT, b"\x01" * 32, b"\x02" * 32)
+    assert world.chain.rounds[r]["commitments"][B] == ballot_commitment(r, B, 0, b"\x01" * 32, b"\x02" * 32)
 
 
 def test_malicious_voter__votes_against_its_own_evidence(world):
@@ -273,12 +313,12 @@ def test_malicious_voter__votes_against_its_own_evidence(world):
     honest.step()
     malicious.step()
 
-    assert honest.state.ballot(r)["vote"] != malicious.state.ballot(r)["vote"]
-    assert honest.state.ballot(r)["aggregate_hash"] == malicious.state.ballot(r)["aggregate_hash"]
+    assert honest.state.ballot(r)["accept_mask"] ^ malicious.state.ballot(r)["accept_mask"] == 0b1  # every verdict flipped
+    assert honest.state.ballot(r)["parent_hash"] == malicious.state.ballot(r)["parent_hash"] == world.chain.global_hash.hex()
 
 
-def test_settled_round__client_adopts_recorded_model_from_the_store(world):
-    a, b, c = (world.make(x, i, until_round=1) for i, x in enumerate((A, B, C)))
+def test_settled_round__clients_adopt_fedavg_of_accepted_and_the_next_round_confirms_it(world):
+    a, b, c = (world.make(x, i, until_round=2, epsilon=1.0) for i, x in enumerate((A, B, C)))  # accept any valid
     r = world.chain.open([A], [B, C])
     for _ in range(3):
         for p in (a, b, c):
@@ -289,10 +329,34 @@ def test_settled_round__client_adopts_recorded_model_from_the_store(world):
         p.step()  # settle (first one) then adopt
     for p in (a, b, c):
         p.step()
+    proposal = world.chain.rounds[r]["proposals"][0]
+    expected = hash_state(fedavg([(UpdateStore(world.store_url).load_update(proposal.update_hash, world.initial),
+                                   proposal.sample_count)]))
+    recorded_after_1 = world.chain.global_hash
+    r2 = play_round(world, (a, b, c), [B], [A, C])
+    for p in (a, b, c):
+        p.step()
 
-    assert world.chain.rounds[r]["view"].decision == Decision.ACCEPTED
-    assert {p.state.data["global_hash"] for p in (a, b, c)} == {world.chain.global_hash.hex()}
+    assert world.chain.rounds[r]["view"].accepted_mask == 0b1
+    assert {p.state.data["global_hash"] for p in (a, b, c) if p.state.data["adopted_round"] == 1} <= {expected.hex()}
+    assert recorded_after_1 == hash_state(world.initial)  # round 1's voters confirmed the initial model
+    assert world.chain.rounds[r2]["view"].global_model_hash == expected  # round 2's voters confirmed round 1's FedAvg
     assert [s[1] for s in world.chain.sent].count("settle") == 1
+
+
+def test_nothing_accepted__model_unchanged(world, caplog):
+    a, b, c = world.make(A, 0), world.make(B, 1, malicious=True, attack="voter", epsilon=1.0), \
+        world.make(C, 2, malicious=True, attack="voter", epsilon=1.0)
+
+    with caplog.at_level(logging.INFO, logger="stakefl.client"):
+        play_round(world, (a, b, c), [A], [B, C])
+        a.step()
+
+    assert world.chain.rounds[1]["view"].accepted_mask == 0
+    assert a.state.data["adopted_round"] == 1
+    assert a.state.data["global_hash"] == hash_state(world.initial).hex()
+    assert "round 1: proposal 0 from 0xaaaaaaaa rejected (0 of 2 voters accept)" in caplog.text
+    assert "round 1 settled: 0 of 1 proposals accepted" in caplog.text
 
 
 def test_too_late__commit_not_sent(world):
