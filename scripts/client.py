@@ -61,8 +61,12 @@ REVIEW_NAMES = ["aggregate", "loss_vs_global", "loss_vs_median", "leave_one_out"
               help="Torch CPU threads (one keeps many clients on one machine from starving each other).")
 @click.option("--until-round", default=None, type=click.IntRange(min=1),
               help="Exit once this round is settled (default: run until stopped).")
+@click.option("--test-hostile-blob", "hostile_blob", default=None, type=click.Choice(["directory", "oversized"]),
+              hidden=True, help="Test hook (with --malicious, a local --store folder): as a proposer, make the "
+                                "store hostile at the proposed hash (a directory, or a 24 MB blob).")
 def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, malicious, attack, review, epsilon,
-        score, local_epochs, lr, seed, poll_seconds, turn_seconds, wait_for, leave, threads, until_round):
+        score, local_epochs, lr, seed, poll_seconds, turn_seconds, wait_for, leave, threads, until_round,
+        hostile_blob):
     """Join the deployment recorded for --network and take part in every round: stake (minting the
     local test token first), propose when drawn as a proposer, commit and reveal a ballot (one verdict
     per proposal, see --review) when drawn as a voter, open and settle rounds in turn with the other
@@ -95,6 +99,8 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
 
     import torch
 
+    if hostile_blob and not malicious:
+        raise click.UsageError("--test-hostile-blob is a malicious proposer's test hook: add --malicious")
     torch.set_num_threads(threads)
     network = network_name()
     address = str(account.address)
@@ -156,7 +162,7 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
     config = ClientConfig(
         stake=stake, malicious=malicious, attack=attack, review=review, epsilon=epsilon, score=score, local_epochs=local_epochs,
         lr=lr, seed=seed, poll_seconds=poll_seconds, turn_seconds=turn_seconds, wait_for=wait_for,
-        until_round=until_round,
+        until_round=until_round, hostile_blob=hostile_blob,
         mint=is_local_network() and record is not None and record.test_token and not voting_round,
     )
     unlock_for_signing(account)

@@ -31,10 +31,13 @@ that classifies its exceptions as "revert" (the contract said no: re-read the ch
 from __future__ import annotations
 
 import logging
+import os
 import random
 import secrets
 import time
 from typing import Callable
+
+import torch
 
 from fl.attacks.behaviours import behaviour_for, make_proposal
 from fl.defences.aggregate import fedavg
@@ -273,11 +276,14 @@ class Participant:
             lr=self.config.lr, seed=derived_seed(self.config.seed, round_id, int(self.me, 16) % 2**31),
             num_features=self.data.train.X.shape[1],
         )
-        update_hash = self.store.put_state(update)
+        if self.config.hostile_blob:
+            update_hash = plant_hostile_blob(self.store, update, self.config.hostile_blob)
+        else:
+            update_hash = self.store.put_state(update)
         samples = len(self.data.train)
         if self._too_late(round_id, "propose", lambda v: v.proposal_deadline):
             return
-        kind = "poisoned" if self.behaviour.malicious_proposer else "honest"
+        kind = self.config.hostile_blob or ("poisoned" if self.behaviour.malicious_proposer else "honest")
         self._send("propose", round_id, self.ledger.propose, round_id, update_hash, samples,
                    detail={"update": update_hash.hex(), "samples": samples, "kind": kind})
 
@@ -479,6 +485,23 @@ class Participant:
         log.info("round %d: %s sent (tx %s)%s", round_id, action, tx[:12],
                  "".join(f" {k}={v if not isinstance(v, str) else v[:12]}" for k, v in (detail or {}).items()))
         return True
+
+
+HOSTILE_BLOBS = ("directory", "oversized")
+OVERSIZED_PADDING = 6 * 2**20  # float32 values: a 24 MB blob
+
+
+def plant_hostile_blob(store: UpdateStore, update: dict, kind: str) -> bytes:
+    """Test hook of a hostile proposer (``ape run client --test-hostile-blob``, local folder stores):
+    the hash it will propose, with the store made hostile at that hash. "directory": a directory at
+    the path of its update's blob; "oversized": a well-formed blob of its tensors plus a 24 MB extra one."""
+    if kind == "directory":
+        update_hash = hash_state(update)
+        os.makedirs(store.blob_path(update_hash), exist_ok=True)
+        return update_hash
+    if kind == "oversized":
+        return store.put_state({**update, "~padding": torch.zeros(OVERSIZED_PADDING)})
+    raise ValueError(f"hostile blob must be one of {HOSTILE_BLOBS}, got {kind!r}")
 
 
 def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:

@@ -38,6 +38,7 @@ class ClientConfig:
     wait_for: int = 2  # active clients needed before this client opens the first round
     until_round: int | None = None  # stop once this round is settled (None: run forever)
     mint: bool = False  # mint the stake first (local TestToken only)
+    hostile_blob: str | None = None  # test hook of a malicious proposer (see client.plant_hostile_blob)
 
 
 # ---------------------------------------------------------------------- the state folder
