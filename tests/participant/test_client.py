@@ -15,6 +15,8 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fl.chain import deployments
 from fl.learning.data import ClientData, DataError, Split
@@ -461,3 +463,252 @@ def test_deployments__round_trip_and_missing_network(tmp_path):
     assert loaded.initial_model_hash == bytes.fromhex("ab" * 32)
     with pytest.raises(deployments.DeploymentError, match="ape run deploy --network ethereum:sepolia:node"):
         deployments.load(path, "ethereum:sepolia:node")
+
+
+# ---------------------------------------------------------------------- ballots
+def test_ballot_mask__round_trip_and_bits_beyond_the_proposals_refused():
+    from fl.protocol.ballots import mask_from_verdicts, verdicts_from_mask
+
+    verdicts = [True, False, True, True, False]
+
+    assert mask_from_verdicts(verdicts) == 0b01101
+    assert verdicts_from_mask(0b01101, 5) == verdicts
+    assert verdicts_from_mask(0, 0) == []
+    with pytest.raises(ValueError, match="beyond"):
+        verdicts_from_mask(0b100000, 5)
+    with pytest.raises(ValueError, match="at most 256"):
+        mask_from_verdicts([True] * 257)
+
+
+def test_ballot_commitment__abi_encoding_of_the_contract():
+    from eth_abi import encode
+    from eth_utils import keccak, to_checksum_address
+
+    expected = keccak(encode(["uint256", "address", "uint256", "bytes32", "bytes32"],
+                             [7, to_checksum_address(B), 0b101, b"\x01" * 32, b"\x02" * 32]))
+
+    assert ballot_commitment(7, B, 0b101, b"\x01" * 32, b"\x02" * 32) == expected
+    assert ballot_commitment(7, B, 0b100, b"\x01" * 32, b"\x02" * 32) != expected
+
+
+@pytest.mark.parametrize("review", ["aggregate", "loss_vs_global", "loss_vs_median", "leave_one_out", "cosine",
+                                    "cosine_or_loss", "cosine_and_loss"])
+def test_review_policies__honest_and_poisoned_proposals__one_verdict_each(world, review):
+    honest, poisoner = world.make(A, 0), world.make(D, 0, malicious=True, attack="proposer")
+    voter = world.make(B, 1, review=review, epsilon=1.0)
+    r = world.chain.open([A, D], [B])
+    honest.step()
+    poisoner.step()
+    world.chain.now += PERIOD
+
+    voter.step()
+
+    mask = voter.state.ballot(r)["accept_mask"]
+    assert 0 <= mask < 4 and (world.chain.sent[-1] == (B, "commit", r))
+    if review == "aggregate":  # the paper's rule: a uniform ballot
+        assert mask in (0b00, 0b11)
+
+
+# ---------------------------------------------------------------------- issue 15: hostile store contents
+def _hostile(world, kind: str) -> bytes:
+    """Make the store hostile in one way; returns the hash a proposer puts on chain for it."""
+    import os
+
+    from safetensors.torch import save as safetensors_save
+
+    from fl.learning.store import content_hash, serialize
+
+    store = UpdateStore(world.store_url)
+    initial = world.initial
+    if kind == "missing":
+        return b"\x05" * 32
+    if kind == "directory":
+        h = b"\x07" * 32
+        os.makedirs(store.blob_path(h))
+        return h
+    if kind == "symlink":  # to a file outside the store: hashes to something else
+        h = b"\x08" * 32
+        os.symlink("/etc/hostname" if os.path.exists("/etc/hostname") else "/etc/passwd", store.blob_path(h))
+        return h
+    if kind == "dangling_symlink":
+        h = b"\x09" * 32
+        os.symlink(str(world.tmp_path / "nowhere"), store.blob_path(h))
+        return h
+    data = {
+        "garbage": b"\x00garbage\xff" * 100,
+        "truncated": serialize(initial)[:-17],
+        "pickle": b"\x80\x04\x95" + b"cos\nsystem\n(S'touch /tmp/pwned'\ntR." + b"\x00" * 8,
+        "huge": serialize({**initial, "~padding": torch.zeros(2**21)}),  # 8 MB, well formed, extra key
+        "float64": safetensors_save({k: v.to(torch.float64).contiguous() for k, v in initial.items()}),
+        "wrong_shape": serialize({k: torch.zeros(tuple(s + 1 for s in v.shape)) for k, v in initial.items()}),
+        "nan": serialize({k: torch.full_like(v, float("nan")) for k, v in initial.items()}),
+        "inf": serialize({k: torch.full_like(v, float("inf")) for k, v in initial.items()}),
+        "missing_key": serialize(dict(list(initial.items())[1:])),
+        "empty": b"",
+    }[kind]
+    h = content_hash(data)
+    path = store.blob_path(h)
+    with open(path, "wb") as file:
+        file.write(data)
+    return h
+
+
+HOSTILE_KINDS = ["missing", "directory", "symlink", "dangling_symlink", "garbage", "truncated", "pickle", "huge",
+                 "float64", "wrong_shape", "nan", "inf", "missing_key", "empty"]
+
+
+@pytest.mark.parametrize("kind", HOSTILE_KINDS)
+def test_hostile_blob__voter_rejects_it_and_keeps_reviewing_the_others(world, kind, caplog):
+    honest, voter = world.make(A, 0), world.make(B, 1, epsilon=1.0)  # epsilon 1: any valid aggregate is accepted
+    r = world.chain.open([A, D], [B])
+    honest.step()
+    plant(world, r, D, _hostile(world, kind))
+    world.chain.now += PERIOD
+
+    with caplog.at_level(logging.INFO, logger="stakefl.client"):
+        voter.step()  # no exception: that is the point
+        world.chain.now += PERIOD
+        voter.step()
+
+    assert voter.state.ballot(r)["accept_mask"] == 0b01  # honest proposal 0 accepted, hostile 1 rejected
+    assert world.chain.rounds[r]["revealed"][B][0] == 0b01
+    assert "proposal 1 from 0xdddddddd unusable" in caplog.text
+
+
+def test_hostile_blob__altered_bytes_under_a_hash__rejected(world):
+    honest, voter = world.make(A, 0), world.make(B, 1, epsilon=1.0)
+    r = world.chain.open([A, D], [B])
+    honest.step()
+    store = UpdateStore(world.store_url)
+    h = store.put_state({k: v + 1 for k, v in world.initial.items()})
+    with open(store.blob_path(h), "r+b") as file:  # flip one byte after the header
+        file.seek(-4, 2)
+        file.write(b"\x00\x00\x80\x7f")
+    plant(world, r, D, h)
+    world.chain.now += PERIOD
+
+    voter.step()
+
+    assert voter.state.ballot(r)["accept_mask"] == 0b01
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(blob=st.binary(min_size=0, max_size=2048))
+def test_hostile_blob__any_bytes__rejected_never_a_crash(world, blob):
+    from fl.learning.store import content_hash
+
+    voter = world.make(B, 1, epsilon=1.0) if not hasattr(world, "voter") else world.voter
+    world.voter = voter
+    store = UpdateStore(world.store_url)
+    h = content_hash(blob)
+    with open(store.blob_path(h), "wb") as file:
+        file.write(blob)
+    proposals = [SimpleNamespace(proposer=D, update_hash=h, sample_count=3)]
+
+    verdicts, parent = voter.decide(1, proposals)
+
+    assert verdicts == [False]
+    assert parent == hash_state(world.initial)
+
+
+def test_accepted_proposal_unavailable__adoption_waits_without_crashing(world, caplog):
+    a, b = world.make(A, 0), world.make(B, 1, epsilon=1.0)
+    r = play_round(world, (a, b), [A], [B])
+    proposal = world.chain.rounds[r]["proposals"][0]
+    import os
+    os.unlink(UpdateStore(world.store_url).blob_path(proposal.update_hash))
+
+    with caplog.at_level(logging.WARNING, logger="stakefl.client"):
+        b.step()
+        b.step()
+
+    assert world.chain.rounds[r]["view"].accepted_mask == 0b1
+    assert b.state.data["adopted_round"] == 0  # tried again at the next poll
+    assert caplog.text.count("cannot derive the new model yet") == 1
+
+
+# ---------------------------------------------------------------------- issue 15: missed settlement
+def test_missed_settlement__outcome_and_own_slash_still_logged(world, caplog):
+    a, b, c = world.make(A, 0), world.make(B, 1), world.make(C, 2)
+    r = world.chain.open([A], [B, C])
+    a.step()  # B and C are busy: they never act in round 1
+    world.chain.now += 3 * PERIOD
+    world.chain.settle(r)
+    world.chain.outcomes[(r, B)] = (False, 4 * 10**18, 0)
+    world.chain.open([A], [C])  # round 2 opened before B polled again
+
+    with caplog.at_level(logging.INFO, logger="stakefl.client"):
+        b.step()
+
+    assert "round 1 settled: 0 of 1 proposals accepted" in caplog.text
+    assert "me: lost, slashed 4, rewarded 0" in caplog.text
+    assert b.state.data["adopted_round"] == 1
+
+
+def test_parent_confirmed_differs_from_the_model_held__client_follows_the_chain(world, caplog):
+    a, b, c = world.make(A, 0), world.make(B, 1, epsilon=1.0), world.make(C, 2, epsilon=1.0)
+    play_round(world, (a, b, c), [A], [B, C])
+    for p in (a, b, c):
+        p.step()
+    b.state.set_adopted(1, hash_state(world.initial))  # B's record went wrong somehow
+    r2 = play_round(world, (a, c), [A], [C])  # only C votes: confirms the true model of round 1
+
+    with caplog.at_level(logging.WARNING, logger="stakefl.client"):
+        b.step()
+        c.step()
+
+    assert world.chain.rounds[r2]["view"].parent_confirmed
+    assert "following the chain" in caplog.text
+    assert b.state.data["global_hash"] == c.state.data["global_hash"]
+
+
+# ---------------------------------------------------------------------- issue 15: the state file
+def test_state_json__0600_in_a_0700_folder(tmp_path):
+    import os
+    import stat
+
+    state = ClientState(tmp_path / "s", A, "0xvoting", 1)
+    state.save_ballot(1, 0b1, b"\x01" * 32, b"\x02" * 32)
+    state.record("commit", 1, "0x1")
+
+    assert stat.S_IMODE(os.stat(state.path).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(state.journal).st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "s").st_mode) == 0o700
+
+
+def test_state_json__written_by_an_old_version_0644__tightened_on_open(tmp_path):
+    import os
+    import stat
+
+    ClientState(tmp_path / "s", A, "0xvoting", 1).close()
+    os.chmod(tmp_path / "s" / "state.json", 0o644)
+
+    ClientState(tmp_path / "s", A, "0xvoting", 1)
+
+    assert stat.S_IMODE(os.stat(tmp_path / "s" / "state.json").st_mode) == 0o600
+
+
+def test_state_json__write_interrupted__old_file_intact(tmp_path, monkeypatch):
+    state = ClientState(tmp_path / "s", A, "0xvoting", 1)
+    state.save_ballot(1, 0b1, b"\x01" * 32, b"\x02" * 32)
+
+    def dies(*args, **kwargs):
+        raise KeyboardInterrupt  # a signal in the middle of the write
+
+    monkeypatch.setattr("fl.participant.state.json.dump", dies)
+    with pytest.raises(KeyboardInterrupt):
+        state.save_ballot(2, 0b0, b"\x03" * 32, b"\x04" * 32)
+    monkeypatch.undo()
+    state.close()
+
+    reopened = ClientState(tmp_path / "s", A, "0xvoting", 1)
+    assert set(reopened.data["ballots"]) == {"1"}
+    assert not (tmp_path / "s" / "state.tmp").exists()
+
+
+def test_state_json__unreadable__one_line_error(tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "state.json").write_text("{not json")
+
+    with pytest.raises(ParticipantError, match="restore it or give another --state folder"):
+        ClientState(tmp_path / "s", A, "0xvoting", 1)
