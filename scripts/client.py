@@ -10,9 +10,7 @@ from pathlib import Path
 import click
 from ape.cli import ConnectedProviderCommand, account_option
 
-# the policy names of fl.defences.review.POLICIES (kept literal so --help needs no torch import)
-REVIEW_NAMES = ["aggregate", "loss_vs_global", "loss_vs_median", "leave_one_out", "cosine", "cosine_or_loss",
-                "cosine_and_loss"]
+from fl.defences.voter_review import RULES as REVIEW_RULES
 
 
 @click.command(cls=ConnectedProviderCommand, short_help="Run one participant: stake, propose, vote, settle")
@@ -33,12 +31,12 @@ REVIEW_NAMES = ["aggregate", "loss_vs_global", "loss_vs_median", "leave_one_out"
 @click.option("--malicious", is_flag=True, help="Act maliciously (see --attack).")
 @click.option("--attack", default="both", show_default=True, type=click.Choice(["both", "proposer", "voter"]),
               help="With --malicious: poison proposals (wrong labels), vote against the evidence, or both.")
-@click.option("--review", "review", default="aggregate", show_default=True, type=click.Choice(REVIEW_NAMES),
-              help="How a voter judges each proposal on its own validation rows (the names of `ape run simulate "
-                   "--review`): aggregate = the paper's uniform ballot (accept all iff the FedAvg of the proposals "
-                   "scores >= the parent model's score - epsilon); loss_vs_global / loss_vs_median / leave_one_out = "
-                   "per-proposal log-loss tests; cosine[_or|_and_loss] = direction of each update vs the voter's own. "
-                   "A proposal whose blob is missing or invalid is always rejected.")
+@click.option("--review", "review", default="aggregate", show_default=True, type=click.Choice(list(REVIEW_RULES)),
+              help="How a voter judges each proposal on its own data (the rules of `ape run simulate --review`, "
+                   "fl/defences/voter_review.py): aggregate = the paper's uniform ballot (accept all iff the FedAvg "
+                   "of the proposals scores >= the parent model's score - epsilon); loss_vs_global / loss_vs_median "
+                   "/ leave_one_out = per-proposal log-loss tests; cosine[_and_loss] = direction of each update vs "
+                   "the voter's own. A proposal whose blob is missing or invalid is always rejected.")
 @click.option("--epsilon", default=0.01, show_default=True, type=click.FloatRange(min=0),
               help="--review aggregate: accept iff score(aggregate) >= score(parent model) - epsilon.")
 @click.option("--score", default="accuracy", show_default=True,

@@ -39,15 +39,15 @@ from typing import Callable
 
 import torch
 
-from fl.attacks.behaviours import behaviour_for, make_proposal
+from fl.attacks.behaviours import behaviour_for, make_proposal, voter_verdicts
 from fl.defences.aggregate import fedavg
+from fl.defences.review import ReviewInputs, review
+from fl.defences.voter_review import VoterView, review_round, rule_named
 from fl.learning.data import ClientData, Split
-from fl.learning.model import evaluate, init_model, load_state, score, state_of
+from fl.learning.model import evaluate, init_model, load_state, score, state_of, train_local
 from fl.learning.store import StoreError, UpdateStore, hash_state
-from fl.participant.review import review_proposals
 from fl.participant.state import ClientConfig, ClientState, ParticipantError
-from fl.protocol.ballots import ballot_commitment, mask_from_verdicts, verdicts_from_mask
-from fl.protocol.votes import Role, RoundState
+from fl.protocol.votes import Role, RoundState, commitment_for, mask_from_verdicts, verdicts_from_mask
 from fl.simulation.rounds import derived_seed
 
 log = logging.getLogger("stakefl.client")
@@ -298,7 +298,7 @@ class Participant:
             self.state.save_ballot(round_id, accept_mask, parent_hash, salt, [p.update_hash for p in proposals])
         else:  # decided before a restart: commit the very same ballot
             accept_mask, parent_hash, salt = _ballot(ballot)
-        commitment = ballot_commitment(round_id, self.me, accept_mask, parent_hash, salt)
+        commitment = commitment_for(round_id, self.me, accept_mask, parent_hash, salt)
         if self._too_late(round_id, "commit", lambda v: v.commit_deadline):
             return
         self._send("commit", round_id, self.ledger.commit, round_id, commitment,
@@ -307,46 +307,57 @@ class Participant:
     def decide(self, round_id: int, proposals: list) -> tuple[list[bool], bytes]:
         """One verdict per proposal (True = accept) and the parent hash this voter attests.
 
-        A proposal whose blob cannot be fetched or is not a valid update of the parent model
-        (missing, a directory, too big, altered, garbage, wrong keys/shapes/dtype, NaN/inf) is
-        rejected, whatever the policy; the others are reviewed with `config.review`."""
+        Each blob is fetched and checked against the parent model; one that cannot be (missing, a
+        directory, too big, altered, garbage, wrong keys/shapes/dtype, NaN/inf) is rejected, never a
+        crash. The rest is the review rule's (`config.review`, fl.defences.voter_review, as
+        `ape run simulate`): `aggregate` is the paper's uniform ballot (accept every proposal iff the
+        FedAvg of all of them scores >= the parent's score - epsilon; an unusable proposal makes the
+        aggregate unusable, so every proposal is rejected), the others judge each proposal."""
         parent_hash, parent = self.held_model()
         if parent is None:
             log.warning("round %d: the parent model %s is not derived; rejecting all %d proposals",
                         round_id, parent_hash.hex()[:12], len(proposals))
-            return self._as_voter([False] * len(proposals)), parent_hash
-        valid, problems = [], {}
+            return self._as_voter([False] * len(proposals), proposals), parent_hash
+        states = []
         for i, p in enumerate(proposals):
             try:
-                valid.append((i, self.store.load_update(p.update_hash, parent), p.sample_count))
+                states.append(self.store.load_update(p.update_hash, parent))
             except (StoreError, OSError, ValueError) as exc:  # anything a proposer can cause
-                problems[i] = f"{type(exc).__name__}: {str(exc)[:120]}"
-        for i, problem in problems.items():
-            log.info("round %d: proposal %d from %s unusable (%s) -> reject", round_id, i,
-                     proposals[i].proposer[:10], problem)
-        verdicts = [False] * len(proposals)
-        note = "no valid proposal"
-        if valid:
-            honest, note = review_proposals(
-                self.config.review, parent, [(s, n) for _, s, n in valid], self.template, self.data,
-                self.config.score, self.config.epsilon, self._own_update)
-            for (i, _, _), accept in zip(valid, honest):
-                verdicts[i] = accept
-        cast = self._as_voter(verdicts)
+                states.append(None)
+                log.info("round %d: proposal %d from %s unusable (%s: %s) -> reject", round_id, i,
+                         p.proposer[:10], type(exc).__name__, str(exc)[:120])
+        verdicts, note = self._review(proposals, states, parent)
+        cast = self._as_voter(verdicts, proposals)
         log.info("round %d: %d proposals, review %s (%s) -> ballot %s, parent %s%s", round_id, len(proposals),
                  self.config.review, note, _ballot_text(cast), parent_hash.hex()[:12],
                  " (malicious: against the evidence)" if self.behaviour.malicious_voter else "")
         return cast, parent_hash
 
-    def _as_voter(self, verdicts: list[bool]) -> list[bool]:
-        """A malicious voter casts the opposite of every verdict its evidence gives."""
-        return [not v for v in verdicts] if self.behaviour.malicious_voter else list(verdicts)
+    def _review(self, proposals: list, states: list, parent: dict) -> tuple[list[bool], str]:
+        """Honest verdicts of the review rule, and what it measured (for the log)."""
+        count = len(proposals)
+        if count == 0:
+            return [], "no proposals"
+        if self.config.review == "aggregate":
+            if any(s is None for s in states):
+                return [False] * count, "aggregate unusable"
+            aggregate = fedavg([(s, p.sample_count) for s, p in zip(states, proposals)])
+            candidate, current = self._score(aggregate), self._score(parent)
+            accept = review("aggregate", ReviewInputs(count, aggregate_score=candidate, global_score=current),
+                            epsilon=self.config.epsilon)
+            return accept, f"aggregate scores {candidate:.4f} vs parent {current:.4f}"
+        if all(s is None for s in states):
+            return [False] * count, "no usable proposal"
+        seed = derived_seed(self.config.seed, int(self.me, 16) % 2**31, 11)
+        verdicts = review_round(rule_named(self.config.review), self.template, parent, states,
+                                [p.sample_count for p in proposals],
+                                [VoterView(self.data.val, self.data.train, seed)], train=train_local,
+                                lr=self.config.lr)[0]
+        return verdicts, f"{sum(verdicts)} of {count} pass"
 
-    def _own_update(self, parent: dict) -> dict:
-        """This voter's honest update from `parent` on its own training rows (the direction rules)."""
-        return make_proposal(parent, self.data.train, behaviour_for(False), epochs=self.config.local_epochs,
-                             lr=self.config.lr, seed=derived_seed(self.config.seed, int(self.me, 16) % 2**31),
-                             num_features=self.data.train.X.shape[1])
+    def _as_voter(self, verdicts: list[bool], proposals: list) -> list[bool]:
+        """The ballot cast: a malicious voter votes against its own evidence (fl.attacks.behaviours)."""
+        return voter_verdicts(verdicts, self.behaviour, [p.proposer for p in proposals])
 
     def reveal(self, round_id: int) -> None:
         ballot = self.state.ballot(round_id)

@@ -3,7 +3,8 @@
 One scenario (module fixture, about 5 minutes on a busy 2-core machine): an anvil node on a free port, the protocol
 deployed with short periods, 8 client processes (2 malicious) sharing a store folder, each
 with its own account, data shard and state folder, running until round 3 is settled. Voters cast
-ballots (one verdict per proposal) with the paper's uniform rule (`--review aggregate`).
+ballots, one verdict per proposal (`--review loss_vs_global`: the paper's uniform rule would reject
+the honest proposals of a round along with a hostile one; tests/participant covers both rules).
 - Before the clients start, the test stakes for the first clients in an order that puts the two
   malicious ones where round 1's draw (its seed is fixed by the deployment) picks its proposers;
   the test opens round 1 once every client is up. Both make the shared store hostile at the hash
@@ -186,7 +187,7 @@ def scenario(tmp_path_factory):
             argv = [APE, "run", "client", "--network", "ethereum:local:foundry", "--account", f"TEST::{n}",
                     "--data", f"lending:{n - 1}/{CLIENTS}", "--store", str(folder / "store"),
                     "--state", str(folder / f"state-{n}"), "--wait-for", str(CLIENTS + 1),  # the test opens round 1
-                    "--until-round", str(ROUNDS), "--turn-seconds", "1.5", "--poll", "1"]
+                    "--until-round", str(ROUNDS), "--turn-seconds", "1.5", "--poll", "1", "--review", "loss_vs_global"]
             return argv + (["--malicious", "--test-hostile-blob", MALICIOUS[n]] if n in MALICIOUS else [])
 
         # Stake for the clients up to the last proposer position of round 1, in an order that puts
@@ -440,6 +441,7 @@ def test_decentralised__clients_hold_the_fedavg_of_accepted_and_voters_confirm_i
     assert bytes(voting.functions.globalModelHash().call()) == bytes(rounds[ROUNDS][1])
     decisions = [Decision(info[-2]) for info in rounds.values()]
     assert all(d in (Decision.ACCEPTED, Decision.REJECTED) for d in decisions)
+    assert Decision.ACCEPTED in decisions  # the FedAvg above covered accepted proposals, not only "unchanged"
 
 
 def test_decentralised__hostile_blobs__honest_voters_reject_and_proposers_slashed(scenario):

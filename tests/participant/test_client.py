@@ -27,8 +27,7 @@ from fl.simulation.rounds import ZERO_HASH
 from fl.defences.aggregate import fedavg
 from fl.learning.store import UpdateStore, hash_state
 from fl.learning.model import init_model, state_of
-from fl.protocol.ballots import ballot_commitment
-from fl.protocol.votes import Decision, Role, RoundState
+from fl.protocol.votes import Decision, Role, RoundState, commitment_for
 
 NUM_FEATURES = 8
 PERIOD = 10
@@ -176,7 +175,7 @@ class FakeLedger:
         info = self._act("reveal", r, RoundState.REVEALING)
         if accept_mask >> len(info["proposals"]):
             raise Revert("RoundInvalidBallot")
-        if ballot_commitment(r, self.address, accept_mask, parent_hash, salt) != info["commitments"].get(self.address):
+        if commitment_for(r, self.address, accept_mask, parent_hash, salt) != info["commitments"].get(self.address):
             raise Revert("RoundCommitmentMismatch")
         info["revealed"][self.address] = (accept_mask, parent_hash)
         return "0xreveal"
@@ -303,7 +302,7 @@ def test_voter_died_after_saving_ballot__commits_that_same_ballot(world):
 
     b.step()
 
-    assert world.chain.rounds[r]["commitments"][B] == ballot_commitment(r, B, 0, b"\x01" * 32, b"\x02" * 32)
+    assert world.chain.rounds[r]["commitments"][B] == commitment_for(r, B, 0, b"\x01" * 32, b"\x02" * 32)
 
 
 def test_malicious_voter__votes_against_its_own_evidence(world):
@@ -466,34 +465,18 @@ def test_deployments__round_trip_and_missing_network(tmp_path):
 
 
 # ---------------------------------------------------------------------- ballots
-def test_ballot_mask__round_trip_and_bits_beyond_the_proposals_refused():
-    from fl.protocol.ballots import mask_from_verdicts, verdicts_from_mask
+def test_review_rules__the_names_of_ape_run_simulate():
+    from fl.defences.voter_review import RULES
+    from scripts.client import cli
 
-    verdicts = [True, False, True, True, False]
+    option = next(p for p in cli.params if p.name == "review")
 
-    assert mask_from_verdicts(verdicts) == 0b01101
-    assert verdicts_from_mask(0b01101, 5) == verdicts
-    assert verdicts_from_mask(0, 0) == []
-    with pytest.raises(ValueError, match="beyond"):
-        verdicts_from_mask(0b100000, 5)
-    with pytest.raises(ValueError, match="at most 256"):
-        mask_from_verdicts([True] * 257)
-
-
-def test_ballot_commitment__abi_encoding_of_the_contract():
-    from eth_abi import encode
-    from eth_utils import keccak, to_checksum_address
-
-    expected = keccak(encode(["uint256", "address", "uint256", "bytes32", "bytes32"],
-                             [7, to_checksum_address(B), 0b101, b"\x01" * 32, b"\x02" * 32]))
-
-    assert ballot_commitment(7, B, 0b101, b"\x01" * 32, b"\x02" * 32) == expected
-    assert ballot_commitment(7, B, 0b100, b"\x01" * 32, b"\x02" * 32) != expected
+    assert list(option.type.choices) == list(RULES)
 
 
 @pytest.mark.parametrize("review", ["aggregate", "loss_vs_global", "loss_vs_median", "leave_one_out", "cosine",
-                                    "cosine_or_loss", "cosine_and_loss"])
-def test_review_policies__honest_and_poisoned_proposals__one_verdict_each(world, review):
+                                    "cosine_and_loss"])
+def test_review_rules__honest_and_poisoned_proposals__one_verdict_each(world, review):
     honest, poisoner = world.make(A, 0), world.make(D, 0, malicious=True, attack="proposer")
     voter = world.make(B, 1, review=review, epsilon=1.0)
     r = world.chain.open([A, D], [B])
@@ -559,7 +542,7 @@ HOSTILE_KINDS = ["missing", "directory", "symlink", "dangling_symlink", "garbage
 
 @pytest.mark.parametrize("kind", HOSTILE_KINDS)
 def test_hostile_blob__voter_rejects_it_and_keeps_reviewing_the_others(world, kind, caplog):
-    honest, voter = world.make(A, 0), world.make(B, 1, epsilon=1.0)  # epsilon 1: any valid aggregate is accepted
+    honest, voter = world.make(A, 0), world.make(B, 1, review="loss_vs_global")
     r = world.chain.open([A, D], [B])
     honest.step()
     plant(world, r, D, _hostile(world, kind))
@@ -575,8 +558,20 @@ def test_hostile_blob__voter_rejects_it_and_keeps_reviewing_the_others(world, ki
     assert "proposal 1 from 0xdddddddd unusable" in caplog.text
 
 
+def test_hostile_blob__paper_rule__the_aggregate_is_unusable_so_every_proposal_rejected(world):
+    honest, voter = world.make(A, 0), world.make(B, 1, epsilon=1.0)  # epsilon 1: any usable aggregate passes
+    r = world.chain.open([A, D], [B])
+    honest.step()
+    plant(world, r, D, _hostile(world, "directory"))
+    world.chain.now += PERIOD
+
+    voter.step()
+
+    assert voter.state.ballot(r)["accept_mask"] == 0b00
+
+
 def test_hostile_blob__altered_bytes_under_a_hash__rejected(world):
-    honest, voter = world.make(A, 0), world.make(B, 1, epsilon=1.0)
+    honest, voter = world.make(A, 0), world.make(B, 1, review="loss_vs_global")
     r = world.chain.open([A, D], [B])
     honest.step()
     store = UpdateStore(world.store_url)
