@@ -707,3 +707,49 @@ def test_state_json__unreadable__one_line_error(tmp_path):
 
     with pytest.raises(ParticipantError, match="restore it or give another --state folder"):
         ClientState(tmp_path / "s", A, "0xvoting", 1)
+
+
+# ---------------------------------------------------------------------- issue 15: signals
+def test_stop_on_signals__sigterm_then_sigint__stop_after_the_step_then_at_once():
+    """In-process check of `ape run client`'s handlers (the e2e test sends SIGINT to a real client)."""
+    import os
+    import signal
+    import sys
+    import time
+
+    from scripts.client import _stop_on_signals
+
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        signal.signal(signal.SIGINT, lambda *_: sys.exit(130))  # what Ape installs
+        stopping: list[str] = []
+        _stop_on_signals(stopping)
+
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.05)
+        assert stopping == ["SIGTERM"]  # asked to stop; the step goes on
+        with pytest.raises(KeyboardInterrupt):  # a second signal (Ctrl-C) stops at once
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+    finally:
+        for s, handler in saved.items():
+            signal.signal(s, handler)
+
+
+def test_run__stop_requested__returns_after_the_current_step(world):
+    a = world.make(A, 0)
+    world.chain.open([A], [B])
+    stop = []
+    steps = []
+    original = a.step
+
+    def step():
+        steps.append(1)
+        original()
+        stop.append(True)  # the signal arrives during the step
+
+    a.step = step
+    a.run(should_stop=lambda: bool(stop))
+
+    assert len(steps) == 1
+    assert world.chain.sent == [(A, "propose", 1)]  # the step was finished, not cut short
