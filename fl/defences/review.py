@@ -44,6 +44,12 @@ The rules (``POLICIES``: name -> pure function of ``ReviewInputs`` and keyword p
   ``loss_vs_global`` (accept if either / both pass).
 
 A verdict that needs an input the caller did not give raises ``ValueError`` (one line).
+
+Chosen by measurement (docs/REVIEW_STUDY.md, Lending Club, label flipping, ratios 0.1-0.4):
+``RECOMMENDED_POLICY`` = ``cosine`` with threshold -0.1 and a norm cap of 2, the voter's
+``own_update`` trained for ``OWN_UPDATE_EPOCHS`` = 20 local epochs (the proposers' optimiser,
+lr and batch size; one proposer epoch on its training split gives ``reference_norm``). Loss
+tests on a 31-row validation split were too noisy to separate one-step updates.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ from torch import nn
 
 __all__ = [
     "ReviewInputs", "POLICIES", "REQUIRED_INPUTS", "review",
+    "RECOMMENDED_POLICY", "RECOMMENDED_PARAMETERS", "OWN_UPDATE_EPOCHS",
     "aggregate", "loss_vs_global", "loss_vs_median", "leave_one_out", "cosine",
     "cosine_or_loss", "cosine_and_loss",
     "paired_excess", "cosine_similarities",
@@ -303,6 +310,11 @@ REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {
     "cosine_or_loss": ("proposal_updates", "own_update", "proposal_losses", "global_losses"),
     "cosine_and_loss": ("proposal_updates", "own_update", "proposal_losses", "global_losses"),
 }
+
+
+RECOMMENDED_POLICY = "cosine"
+RECOMMENDED_PARAMETERS: dict[str, float] = {"threshold": -0.1, "max_norm_ratio": 2.0}
+OWN_UPDATE_EPOCHS = 20  # local epochs of the voter's own reference update (lending, 1-epoch proposers)
 
 
 def review(policy: str, inputs: ReviewInputs, **parameters: float) -> list[bool]:

@@ -49,7 +49,8 @@ RULES: dict[str, ReviewRule] = {
         ReviewRule("aggregate", "aggregate", description=(
             "the paper's voter (Dong et al. 2024, Eq. 2): one verdict for every proposal, accept iff "
             "score(FedAvg of all proposals) >= score(global model) - epsilon")),
-        ReviewRule("cosine", "cosine", {"threshold": -0.1, "max_norm_ratio": 2.0}, own_epochs=20, description=(
+        ReviewRule("cosine", rv.RECOMMENDED_POLICY, dict(rv.RECOMMENDED_PARAMETERS), own_epochs=rv.OWN_UPDATE_EPOCHS,
+                   description=(
             "accept proposal i iff cos(update_i, own update) > -0.1 and ||update_i|| <= 2 x the norm of the "
             "voter's own one-epoch update; own update: 20 local epochs on the voter's training split")),
         ReviewRule("cosine_and_loss", "cosine_and_loss", {"threshold": -0.1, "k": 1.0}, "logloss", own_epochs=20,
@@ -183,11 +184,17 @@ def _stacked_logits(template, global_state, names, flat_models: torch.Tensor, X:
 
 def _own_updates(rule, template, global_state, global_flat, names, voters, train, lr):
     """Each voter's own update (rule.own_epochs epochs) and the norm of its one-epoch update."""
-    from fl.learning.model import load_state
+    from fl.learning.model import BATCH_SIZE, load_state, train_local
 
+    cap = "max_norm_ratio" in rule.parameters
+    if train is train_local and not list(template.buffers()) and all(len(v.train.y) <= BATCH_SIZE for v in voters):
+        # one batch per epoch: every voter's training at once (the same Adam steps, vmapped)
+        steps = full_batch_adam(template, global_flat, [v.train for v in voters], rule.own_epochs, lr, keep_first=cap)
+        own = [u - global_flat for u in steps[-1]]
+        norms = [float((u - global_flat).double().norm()) for u in steps[0]] if cap else [None] * len(voters)
+        return own, norms
     model = load_state(template, global_state)
     own, norms = [], []
-    cap = "max_norm_ratio" in rule.parameters
     for voter in voters:
         long = _flat(train(model, voter.train, epochs=rule.own_epochs, lr=lr, seed=voter.seed), names) - global_flat
         own.append(long)
@@ -198,3 +205,52 @@ def _own_updates(rule, template, global_state, global_flat, names, voters, train
         else:
             norms.append(None)
     return own, norms
+
+
+def full_batch_adam(template, start: torch.Tensor, splits: Sequence[Split], epochs: int, lr: float,
+                    keep_first: bool = False) -> list[list[torch.Tensor]]:
+    """fl.learning.model.train_local (binary cross-entropy, Adam with a fresh state, no proximal
+    term) for splits that fit in one mini-batch, for many clients at once: clients with the same
+    number of rows are stacked and stepped together (torch.func.grad vmapped over the clients).
+
+    Returns the flat parameters after the first epoch (if `keep_first`) and after the last, one
+    per split: [[after epoch 1 ...], [after the last epoch ...]] (or just the last)."""
+    names, shapes = zip(*[(n, p.shape) for n, p in template.named_parameters()])
+    sizes = [int(torch.tensor(s).prod()) if len(s) else 1 for s in shapes]
+    loss_of = torch.nn.BCEWithLogitsLoss()
+
+    def loss(flat, X, y):
+        pieces = torch.split(flat, sizes)
+        parameters = {n: piece.view(s) for n, piece, s in zip(names, pieces, shapes)}
+        return loss_of(torch.func.functional_call(template, parameters, (X,)), y)
+
+    gradient = torch.func.vmap(torch.func.grad(loss))
+    first: list = [None] * len(splits)
+    last: list = [None] * len(splits)
+    groups: dict[int, list[int]] = {}
+    for i, split in enumerate(splits):
+        groups.setdefault(len(split.y), []).append(i)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
+    was_training = template.training
+    template.train()
+    try:
+        for members in groups.values():
+            X = torch.stack([splits[i].X for i in members])
+            y = torch.stack([splits[i].y.to(torch.float32) for i in members])
+            params = start.to(torch.float32).unsqueeze(0).repeat(len(members), 1)
+            m = torch.zeros_like(params)
+            v = torch.zeros_like(params)
+            for step in range(1, epochs + 1):
+                g = gradient(params, X, y)
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                denominator = (v.sqrt() / (1 - beta2 ** step) ** 0.5).add_(eps)
+                params = params - (lr / (1 - beta1 ** step)) * m / denominator
+                if step == 1 and keep_first:
+                    for row, i in enumerate(members):
+                        first[i] = params[row].clone()
+            for row, i in enumerate(members):
+                last[i] = params[row]
+    finally:
+        template.train(was_training)
+    return [first, last] if keep_first else [last]
