@@ -64,7 +64,7 @@ RULES: dict[str, ReviewRule] = {
                    description="accept iff FedAvg with the proposal is not worse than FedAvg without it (1 SE)"),
     )
 }
-DEFAULT_RULE = "aggregate"
+DEFAULT_RULE = "cosine"  # measured better than the paper's rule: docs/REVIEW_STUDY.md
 
 
 def rule_named(name: str) -> ReviewRule:
@@ -111,7 +111,8 @@ def review_round(
     if rule.policy == "aggregate":
         raise ValueError("the aggregate rule is scored by the round loop (fl.simulation.rounds)")
     count = len(proposals)
-    valid = [i for i, p in enumerate(proposals) if p is not None]
+    # (the store already refuses non-finite blobs; a NaN update must never pass a cosine test)
+    valid = [i for i, p in enumerate(proposals) if p is not None and all(bool(torch.isfinite(v).all()) for v in p.values())]
     verdicts = [[False] * count for _ in voters]
     if not valid or not voters:
         return verdicts

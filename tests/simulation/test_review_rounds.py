@@ -195,3 +195,19 @@ def test_review_summary__shares_and_removals():
     assert summary["honest_proposals_rejected_pct"] == pytest.approx(100 / 12)
     assert summary["removal_rounds"] == {"honest": [2], "malicious": [2, 2]}
     assert math.isnan(review_summary([], [])["honest_proposals_rejected_pct"])
+
+
+def test_review_round__unusable_or_non_finite_proposals__rejected(lending):
+    from fl.defences.voter_review import VoterView, review_round, rule_named
+
+    config = SimulationConfig(clients=12, seed=2)
+    template = task_of(config).make_model(lending, config.seed)
+    start = template.state_dict()
+    honest = {k: v + 0.001 for k, v in start.items()}
+    nan = {k: torch.full_like(v, float("nan")) for k, v in start.items()}
+    voters = [VoterView(c.val, c.train, seed=i) for i, c in enumerate(lending.clients[:3])]
+
+    verdicts = review_round(rule_named("cosine"), template, start, [None, nan, honest], [100, 100, 100], voters,
+                            train=task_of(config).train)
+
+    assert all(v[0] is False and v[1] is False for v in verdicts)
