@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 from ape.cli import ConnectedProviderCommand, account_option
 
-from fl.defences.voter_review import RULES as REVIEW_RULES
+from fl.defences.voter_review import DEFAULT_RULE, RULES as REVIEW_RULES
 
 
 @click.command(cls=ConnectedProviderCommand, short_help="Run one participant: stake, propose, vote, settle")
@@ -31,7 +31,7 @@ from fl.defences.voter_review import RULES as REVIEW_RULES
 @click.option("--malicious", is_flag=True, help="Act maliciously (see --attack).")
 @click.option("--attack", default="both", show_default=True, type=click.Choice(["both", "proposer", "voter"]),
               help="With --malicious: poison proposals (wrong labels), vote against the evidence, or both.")
-@click.option("--review", "review", default="aggregate", show_default=True, type=click.Choice(list(REVIEW_RULES)),
+@click.option("--review", "review", default=DEFAULT_RULE, show_default=True, type=click.Choice(list(REVIEW_RULES)),
               help="How a voter judges each proposal on its own data (the rules of `ape run simulate --review`, "
                    "fl/defences/voter_review.py): aggregate = the paper's uniform ballot (accept all iff the FedAvg "
                    "of the proposals scores >= the parent model's score - epsilon); loss_vs_global / loss_vs_median "

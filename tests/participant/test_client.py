@@ -210,7 +210,8 @@ def world(tmp_path):
                           val=make_separable_split(64, NUM_FEATURES, seed=10 + index))
         state = ClientState(tmp_path / address[:6], address, "0xvoting", 31337)
         return Participant(FakeLedger(chain, address), classify, UpdateStore(store_url), state, data,
-                           NUM_FEATURES, 0, ClientConfig(poll_seconds=0.01, **config), clock=lambda: chain.now)
+                           NUM_FEATURES, 0, ClientConfig(**{"poll_seconds": 0.01, "review": "aggregate", **config}),
+                           clock=lambda: chain.now)
 
     return SimpleNamespace(chain=chain, make=make, store_url=store_url, initial=initial, tmp_path=tmp_path)
 
@@ -465,13 +466,14 @@ def test_deployments__round_trip_and_missing_network(tmp_path):
 
 
 # ---------------------------------------------------------------------- ballots
-def test_review_rules__the_names_of_ape_run_simulate():
-    from fl.defences.voter_review import RULES
+def test_review_rules__the_names_and_default_of_ape_run_simulate():
+    from fl.defences.voter_review import DEFAULT_RULE, RULES
     from scripts.client import cli
 
     option = next(p for p in cli.params if p.name == "review")
 
     assert list(option.type.choices) == list(RULES)
+    assert option.default == ClientConfig().review == DEFAULT_RULE
 
 
 @pytest.mark.parametrize("review", ["aggregate", "loss_vs_global", "loss_vs_median", "leave_one_out", "cosine",
