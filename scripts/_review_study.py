@@ -586,8 +586,10 @@ def summarise(folder: Path, seeds: list[int] | None = None, aliases: dict[str, s
         if seeds is not None and s["seed"] not in seeds:
             continue
         groups.setdefault((s["task"], s["attack"], s["rule"], s["ratio"]), []).append(s)
+    clean = {(r["task"], r["seed"]): r["auroc_last_half"] for runs in groups.values() for r in runs if r["rule"] == "fedavg-clean"}
     table = []
     for (task, attack, rule, ratio), runs in sorted(groups.items()):
+        runs = sorted(runs, key=lambda r: r["seed"])
         def mean(key):
             values = [r[key] for r in runs if not (isinstance(r[key], float) and math.isnan(r[key]))]
             return float(np.mean(values)) if values else float("nan")
@@ -602,6 +604,8 @@ def summarise(folder: Path, seeds: list[int] | None = None, aliases: dict[str, s
         table.append({
             "task": task, "attack": attack, "rule": rule, "ratio": ratio, "seeds": " ".join(str(r["seed"]) for r in runs),
             "auroc": mean("auroc_last_half"), "auroc_std": std("auroc_last_half"),
+            "auroc_minus_clean_same_seeds": float(np.mean([r["auroc_last_half"] - clean.get((task, r["seed"]), float("nan")) for r in runs])),
+            "worst_seed_auroc_minus_clean": float(np.min([r["auroc_last_half"] - clean.get((task, r["seed"]), float("nan")) for r in runs])),
             "malicious_rejected_pct": mean("malicious_rejected_pct"), "honest_rejected_pct": mean("honest_rejected_pct"),
             "malicious_proposers": sum(r["malicious_proposed"] for r in runs),
             "malicious_removed_as_proposer_by_50": sum(r["malicious_removed_as_proposer_by_50"] for r in runs),
@@ -660,6 +664,79 @@ def markdown(table: list[dict], rules: list[str] | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def final_markdown(table: list[dict], rules: list[str], attack: str = "flip") -> str:
+    """The final comparison: every measured target per (rule, ratio)."""
+    lines = ["| rule | ratio | seeds | test AUROC (last 50) | minus FedAvg w/o mal, same seeds (mean; worst seed) | malicious rejected | honest rejected | "
+             "malicious removed by round 50, as proposer at proposer stake 4 / 8 / 16 | malicious removed by round 50, any role (stake 8) | honest removed in 100 rounds (stake 8: as proposer / any role) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for rule in rules:
+        for r in sorted((r for r in table if r["rule"] == rule and r["attack"] == attack), key=lambda r: r["ratio"]):
+            n = r["malicious_proposers"]
+            mal = "-" if math.isnan(r["malicious_rejected_pct"]) else f"{r['malicious_rejected_pct']:.1f}%"
+            lines.append(
+                f"| {rule} | {r['ratio']:.1f} | {r['seeds'].replace(' ', ',')} | {r['auroc']:.3f} ± {r['auroc_std']:.3f} | "
+                f"{r['auroc_minus_clean_same_seeds']:+.3f}; {r['worst_seed_auroc_minus_clean']:+.3f} | {mal} | {r['honest_rejected_pct']:.1f}% | "
+                + (f"{r['stake4_malicious_removed_by_50']} / {r['stake8_malicious_removed_by_50']} / {r['stake16_malicious_removed_by_50']} of {n}"
+                   f" | {r['malicious_removed_by_50']} of {n}" if n else "- | -")
+                + f" | {r['honest_removed_as_proposer']} / {r['honest_removed']} |")
+    return "\n".join(lines) + "\n"
+
+
+def compact_markdown(table: list[dict]) -> str:
+    """One line per (attack, rule), one cell per ratio: AUROC, malicious / honest rejected, seeds."""
+    ratios = sorted({r["ratio"] for r in table if r["ratio"] > 0})
+    cells: dict[tuple, dict] = {}
+    for r in table:
+        cells.setdefault((r["attack"], r["rule"]), {})[r["ratio"]] = r
+    lines = ["| attack | rule | " + " | ".join(f"ratio {x:.1f}: AUROC, mal. rej., hon. rej." for x in ratios) + " |",
+             "|---|---|" + "---|" * len(ratios)]
+    rank = {name: i for i, name in enumerate(["fedavg-clean", "fedavg-attack", "oracle-filter", "aggregate", "chosen", *RULES])}
+    for (attack, rule), by_ratio in sorted(cells.items(), key=lambda item: (item[0][0] != "flip", item[0][0], rank.get(item[0][1], 99))):
+        row = []
+        for x in ratios:
+            r = by_ratio.get(x) or by_ratio.get(0.0)
+            if r is None:
+                row.append("")
+                continue
+            mal = "-" if math.isnan(r["malicious_rejected_pct"]) else f"{r['malicious_rejected_pct']:.0f}%"
+            row.append(f"{r['auroc']:.3f}, {mal}, {r['honest_rejected_pct']:.1f}% (s {r['seeds'].replace(' ', ',')})")
+        lines.append(f"| {attack} | {rule} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+FINAL_RULES = ["fedavg-clean", "fedavg-attack", "oracle-filter", "aggregate", "chosen", "cos5ep-m0.1", "cos-and-ll-k1", "cosine-0"]
+CHOSEN_ALIASES = {"cos20ep-m0.1": "chosen", "cos20ep-m0.1-n2": "chosen"}
+
+
+def report(folder: Path, doc: Path) -> None:
+    """Write the tables (CSV + markdown) and refresh the generated blocks of docs/REVIEW_STUDY.md."""
+    import re
+
+    selection = summarise(folder, [0, 1])
+    write_table(selection, OUT / "selection-seeds01.csv")
+    (OUT / "selection-seeds01.md").write_text(compact_markdown(selection))
+    final = summarise(folder, [0, 1, 2, 3, 4], CHOSEN_ALIASES)
+    write_table(final, OUT / "final-seeds0-4.csv")
+    final_md = final_markdown(final, FINAL_RULES)
+    (OUT / "final-seeds0-4.md").write_text(final_md)
+    attacks = sorted({r["attack"] for r in final} - {"flip"})
+    adaptive = "".join(f"\nAttack `{a}`:\n\n" + final_markdown(final, ["fedavg-attack", "aggregate", "chosen"], a) for a in attacks)
+    ratios = [json.loads(f.read_text())["norm_ratio_max"] for f in folder.glob("lending-flip-cos20ep-m0.1-n2-*.json")]
+    norm = (f"{max(r['honest'] for r in ratios):.3f} (honest) and "
+            f"{max(r['malicious'] for r in ratios if r['malicious'] > 0):.3f} (malicious) over {len(ratios)} runs") if ratios else "(no capped run yet)"
+    bench_file = OUT / "bench-lending.json"
+    bench_md = ""
+    if bench_file.exists():
+        b = json.loads(bench_file.read_text())
+        bench_md = "\n".join(f"- {k}: {v:.0f} ms" for k, v in b.items() if isinstance(v, float))
+    blocks = {"SELECTION": compact_markdown(selection), "FINAL": final_md, "ADAPTIVE": adaptive, "NORM": norm, "BENCH": bench_md}
+    text = doc.read_text()
+    for name, body in blocks.items():
+        text = re.sub(rf"<!-- BEGIN {name} -->.*?<!-- END {name} -->", lambda _: f"<!-- BEGIN {name} -->\n{body.strip()}\n<!-- END {name} -->",
+                      text, flags=re.S)
+    doc.write_text(text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rules", default="fedavg-clean,fedavg-attack,aggregate",
@@ -675,6 +752,7 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(OUT / "data"), help="folder for the per-run files")
     parser.add_argument("--skip-existing", action="store_true")
     parser.add_argument("--summarise", metavar="CSV", help="write the per-(rule, ratio) table of --out's runs (seeds: --seeds) and exit")
+    parser.add_argument("--report", action="store_true", help="write the tables of --out and refresh docs/REVIEW_STUDY.md's generated blocks")
     parser.add_argument("--alias", default="", help="with --summarise: OLD=NEW,... rule renames before pooling")
     parser.add_argument("--bench", action="store_true", help="time one voter's review per round (ms, median) and exit")
     parser.add_argument("--check-fast-path", action="store_true", help="compare the batched trainer with make_proposal and exit")
@@ -682,11 +760,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     clients = args.clients or (50 if args.task == "lending" else 30)
     out = Path(args.out)
+    if args.report:
+        report(out, ROOT / "docs" / "REVIEW_STUDY.md")
+        return 0
     if args.summarise:
         aliases = dict(pair.split("=") for pair in args.alias.split(",")) if args.alias else None
         table = summarise(out, [int(x) for x in args.seeds.split(",")], aliases)
         write_table(table, Path(args.summarise))
         Path(args.summarise).with_suffix(".md").write_text(markdown(table))
+        Path(args.summarise).with_suffix(".compact.md").write_text(compact_markdown(table))
         for row in table:
             print(f"{row['attack']:8s} {row['rule']:18s} {row['ratio']:.1f} auroc {row['auroc']:.3f}±{row['auroc_std']:.3f} "
                   f"mal-rej {row['malicious_rejected_pct']:5.1f}% hon-rej {row['honest_rejected_pct']:5.1f}% "

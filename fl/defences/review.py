@@ -14,8 +14,11 @@ What the caller computes, all on the voter's own private data, for P proposals:
 - ``proposal_updates`` (P, D): each proposal's parameters minus the global model's, flattened
   in one fixed parameter order (``flatten_parameters``).
 - ``own_update`` (D,): the voter's own update from the same global model on its own TRAINING
-  split, trained exactly like an honest proposer (same local training, epochs, lr and batch
-  size as the proposers of the run), flattened in the same order.
+  split, with the proposers' local training (optimiser, lr, batch size) for
+  ``OWN_UPDATE_EPOCHS`` x the proposers' local epochs, flattened in the same order. (One epoch,
+  the issue's crude rule, is a much noisier reference: docs/REVIEW_STUDY.md.)
+- ``reference_norm`` (float, for the norm cap): the norm of the voter's own update trained
+  exactly like a proposer's (the proposers' local epochs).
 - For the comparison rules only: ``median_losses`` (the coordinate-wise median of the P
   proposals' parameters), ``aggregate_losses`` and ``without_losses`` (P, N) (FedAvg of all
   proposals and of all but proposal i), and for the paper's rule the two scalar scores.

@@ -409,7 +409,8 @@ def honest_verdicts(config, rule, proposals, states, voters, by_address, run, te
         for a in voters
     ]
     return review_round(
-        rule, template, run.global_state, states, [p.sample_count for p in proposals], views, train=task.train, lr=config.lr
+        rule, template, run.global_state, states, [p.sample_count for p in proposals], views, train=task.train,
+        lr=config.lr, local_epochs=config.local_epochs,
     )
 
 
