@@ -352,7 +352,7 @@ class Participant:
         verdicts = review_round(rule_named(self.config.review), self.template, parent, states,
                                 [p.sample_count for p in proposals],
                                 [VoterView(self.data.val, self.data.train, seed)], train=train_local,
-                                lr=self.config.lr)[0]
+                                lr=self.config.lr, local_epochs=self.config.local_epochs)[0]
         return verdicts, f"{sum(verdicts)} of {count} pass"
 
     def _as_voter(self, verdicts: list[bool], proposals: list) -> list[bool]:
