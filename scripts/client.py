@@ -10,6 +10,8 @@ from pathlib import Path
 import click
 from ape.cli import ConnectedProviderCommand, account_option
 
+from fl.defences.voter_review import DEFAULT_RULE, RULES as REVIEW_RULES
+
 
 @click.command(cls=ConnectedProviderCommand, short_help="Run one participant: stake, propose, vote, settle")
 @account_option()
@@ -29,10 +31,17 @@ from ape.cli import ConnectedProviderCommand, account_option
 @click.option("--malicious", is_flag=True, help="Act maliciously (see --attack).")
 @click.option("--attack", default="both", show_default=True, type=click.Choice(["both", "proposer", "voter"]),
               help="With --malicious: poison proposals (wrong labels), vote against the evidence, or both.")
+@click.option("--review", "review", default=DEFAULT_RULE, show_default=True, type=click.Choice(list(REVIEW_RULES)),
+              help="How a voter judges each proposal on its own data (the rules of `ape run simulate --review`, "
+                   "fl/defences/voter_review.py): aggregate = the paper's uniform ballot (accept all iff the FedAvg "
+                   "of the proposals scores >= the parent model's score - epsilon); loss_vs_global / loss_vs_median "
+                   "/ leave_one_out = per-proposal log-loss tests; cosine[_and_loss] = direction of each update vs "
+                   "the voter's own. A proposal whose blob is missing or invalid is always rejected.")
 @click.option("--epsilon", default=0.01, show_default=True, type=click.FloatRange(min=0),
-              help="Accept iff score(aggregate) >= score(global model) - epsilon.")
+              help="--review aggregate: accept iff score(aggregate) >= score(parent model) - epsilon.")
 @click.option("--score", default="accuracy", show_default=True,
-              type=click.Choice(["accuracy", "balanced_accuracy", "auroc"]), help="Validation score used to vote.")
+              type=click.Choice(["accuracy", "balanced_accuracy", "auroc"]),
+              help="Validation score of --review aggregate and of the logged model quality.")
 @click.option("--local-epochs", default=1, show_default=True, type=click.IntRange(min=1), help="Local epochs per proposal.")
 @click.option("--lr", default=1e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
               help="Adam learning rate of local training.")
@@ -50,13 +59,21 @@ from ape.cli import ConnectedProviderCommand, account_option
               help="Torch CPU threads (one keeps many clients on one machine from starving each other).")
 @click.option("--until-round", default=None, type=click.IntRange(min=1),
               help="Exit once this round is settled (default: run until stopped).")
-def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, malicious, attack, epsilon, score,
-        local_epochs, lr, seed, poll_seconds, turn_seconds, wait_for, leave, threads, until_round):
+@click.option("--test-hostile-blob", "hostile_blob", default=None, type=click.Choice(["directory", "oversized"]),
+              hidden=True, help="Test hook (with --malicious, a local --store folder): as a proposer, make the "
+                                "store hostile at the proposed hash (a directory, or a 24 MB blob).")
+def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, malicious, attack, review, epsilon,
+        score, local_epochs, lr, seed, poll_seconds, turn_seconds, wait_for, leave, threads, until_round,
+        hostile_blob):
     """Join the deployment recorded for --network and take part in every round: stake (minting the
-    local test token first), propose when drawn as a proposer, commit and reveal a vote when drawn as
-    a voter, open and settle rounds in turn with the other clients, and adopt each recorded global
-    model from the shared store. Safe to stop and restart: it resumes from the chain and --state.
+    local test token first), propose when drawn as a proposer, commit and reveal a ballot (one verdict
+    per proposal, see --review) when drawn as a voter, open and settle rounds in turn with the other
+    clients, and after each settlement adopt the FedAvg of the accepted proposals. Ctrl-C or SIGTERM
+    finishes the current step and exits 0 (a second Ctrl-C stops at once). Safe to stop and restart:
+    it resumes from the chain and --state.
     """
+    stopping: list[str] = []
+    _stop_on_signals(stopping)  # replaces Ape's SIGINT handler (sys.exit(130) wherever the client is)
     from fl.chain.connection import (
         attach_by_voting_round,
         attach_protocol,
@@ -80,6 +97,8 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
 
     import torch
 
+    if hostile_blob and not malicious:
+        raise click.UsageError("--test-hostile-blob is a malicious proposer's test hook: add --malicious")
     torch.set_num_threads(threads)
     network = network_name()
     address = str(account.address)
@@ -139,9 +158,9 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
     except ParticipantError as exc:
         raise click.ClickException(str(exc)) from None
     config = ClientConfig(
-        stake=stake, malicious=malicious, attack=attack, epsilon=epsilon, score=score, local_epochs=local_epochs,
+        stake=stake, malicious=malicious, attack=attack, review=review, epsilon=epsilon, score=score, local_epochs=local_epochs,
         lr=lr, seed=seed, poll_seconds=poll_seconds, turn_seconds=turn_seconds, wait_for=wait_for,
-        until_round=until_round,
+        until_round=until_round, hostile_blob=hostile_blob,
         mint=is_local_network() and record is not None and record.test_token and not voting_round,
     )
     unlock_for_signing(account)
@@ -154,16 +173,16 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
              protocol.voting.address, network, address, " (malicious)" if malicious else "", data_spec,
              len(data.train), len(data.val), store, folder)
 
-    stopping = []
-    signal.signal(signal.SIGTERM, lambda *_: stopping.append(True))
     try:
         if leave:
             participant.leave(should_stop=lambda: bool(stopping))
-            return
-        _with_retry(participant.join, classify_error, log)
-        participant.run(should_stop=lambda: bool(stopping))
-    except KeyboardInterrupt:
-        stopping.append(True)
+        elif not stopping:
+            _with_retry(participant.join, classify_error, log)
+            participant.run(should_stop=lambda: bool(stopping))
+    except (KeyboardInterrupt, SystemExit):
+        # a second Ctrl-C (or an exit raised elsewhere) mid-step: every file is written atomically and
+        # the chain says what was sent, so a restart resumes from here
+        stopping.append("interrupt")
     except ParticipantError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception:
@@ -173,8 +192,27 @@ def cli(account, data_spec, store, state_dir, deployments, voting_round, stake, 
         except ContractCheckError as gone:
             raise click.ClickException(str(gone)) from None
         raise
+    if leave and not stopping:
+        return
     log.info("stopped%s; stake stays in the registry, state in %s",
-             " on request" if stopping else "", folder)
+             f" on request ({stopping[0]})" if stopping else "", folder)
+
+
+def _stop_on_signals(stopping: list[str]) -> None:
+    """SIGINT and SIGTERM ask the client to stop after the current step (a poll of the chain and the
+    actions it takes); a second SIGINT raises KeyboardInterrupt to stop at once."""
+    log = logging.getLogger("stakefl.client")
+
+    def request_stop(signum, _frame):
+        name = signal.Signals(signum).name
+        if stopping and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        if not stopping:
+            log.info("%s received: finishing the current step, then stopping", name)
+        stopping.append(name)
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
 
 
 def _with_retry(action, classify, log, attempts: int = 8):

@@ -119,3 +119,15 @@ def decide_vote(
         raise ValueError("scores must not be NaN (use fl.learning.model.score, which maps NaN AUROC to 0.5)")
     honest_vote = candidate_score >= current_score - epsilon
     return not honest_vote if behaviour.malicious_voter else honest_vote
+
+
+def voter_verdicts(honest_verdicts: list[bool], behaviour: Behaviour, proposers: list[str]) -> list[bool]:
+    """A voter's ballot over the round's proposals (True = accept proposal i, proposers[i] its author).
+
+    Honest: its honest verdicts. A malicious voter votes against the evidence (the paper's setting,
+    per proposal): the opposite of every verdict its own review gives."""
+    if len(honest_verdicts) != len(proposers):
+        raise ValueError(f"{len(honest_verdicts)} verdicts for {len(proposers)} proposals")
+    if not behaviour.malicious_voter:
+        return [bool(v) for v in honest_verdicts]
+    return [not v for v in honest_verdicts]

@@ -10,7 +10,7 @@ from ape.exceptions import TransactionNotFoundError
 from fl.chain.connection import head_block_number
 from fl.chain.errors import await_unmined
 from fl.chain.ledger import ProtocolChain
-from fl.protocol.votes import Decision, Proposal, Role, Vote
+from fl.protocol.votes import Decision, Proposal, Role
 
 @dataclass
 class RoundView:
@@ -27,7 +27,17 @@ class RoundView:
     reveal_count: int
     settled: bool
     decision: Decision
-    global_model_hash: bytes
+    global_model_hash: bytes  # recorded at settlement: the parent a voter majority confirmed (lags a round)
+    leading_parent_hash: bytes = b"\x00" * 32
+    leading_parent_votes: int = 0
+    accepted_mask: int = 0  # set at settlement: bit i = proposal i accepted
+    accepted_count: int = 0
+
+    @property
+    def parent_confirmed(self) -> bool:
+        """True if a strict majority of the revealed voters attested the same parent hash (then
+        settlement recorded it as `global_model_hash`)."""
+        return self.settled and 2 * self.leading_parent_votes > self.reveal_count
 
 
 @dataclass
@@ -37,6 +47,7 @@ class ParticipantView:
     role: Role
     acted: bool
     revealed: bool
+    accept_mask: int = 0  # voter: its revealed ballot
 
 
 class ParticipantLedger:
@@ -66,14 +77,26 @@ class ParticipantLedger:
             settled=bool(r.settled),
             decision=Decision(int(r.decision)),
             global_model_hash=bytes(r.globalModelHash),
+            leading_parent_hash=bytes(r.leadingParentHash),
+            leading_parent_votes=int(r.leadingParentVotes),
+            accepted_mask=int(r.acceptedMask),
+            accepted_count=int(r.acceptedCount),
         )
 
     def participant(self, round_id: int, address: str | None = None) -> ParticipantView:
         p = self.protocol.voting.getParticipant(round_id, address or self.address)
-        return ParticipantView(role=Role(int(p.role)), acted=bool(p.acted), revealed=bool(p.revealed))
+        return ParticipantView(role=Role(int(p.role)), acted=bool(p.acted), revealed=bool(p.revealed),
+                               accept_mask=int(p.acceptMask))
 
     def proposals(self, round_id: int) -> list[Proposal]:
-        return self.protocol.proposals_of(round_id)
+        """The round's proposals in submission order (= ballot bit order)."""
+        proposers, hashes, counts = self.protocol.voting.proposalsOf(round_id)
+        return [Proposal(proposer=str(p), update_hash=bytes(h), sample_count=int(n))
+                for p, h, n in zip(proposers, hashes, counts)]
+
+    def proposal_accepts(self, round_id: int) -> list[int]:
+        """Revealed accept votes per proposal, in proposal order."""
+        return [int(n) for n in self.protocol.voting.proposalAccepts(round_id)]
 
     def global_model_hash(self) -> bytes:
         return self.protocol.global_model_hash()
@@ -146,8 +169,8 @@ class ParticipantLedger:
     def commit(self, round_id: int, commitment: bytes) -> str:
         return self._send(self.protocol.voting.commitVote, round_id, commitment)
 
-    def reveal(self, round_id: int, vote: Vote, aggregate_hash: bytes, salt: bytes) -> str:
-        return self._send(self.protocol.voting.revealVote, round_id, int(vote), aggregate_hash, salt)
+    def reveal(self, round_id: int, accept_mask: int, parent_hash: bytes, salt: bytes) -> str:
+        return self._send(self.protocol.voting.revealVote, round_id, accept_mask, parent_hash, salt)
 
     def settle(self, round_id: int) -> str:
         return self._send(self.protocol.voting.settle, round_id)

@@ -6,12 +6,16 @@ Nobody coordinates. Every client polls the chain and acts on what it reads there
   turn has come (the active clients take turns, see `turn_delay`);
 - it is selected as a proposer and the round is proposing: train from the global model,
   put the update in the shared store, propose its hash;
-- it is selected as a voter and proposing is over: fetch every proposal, rebuild the FedAvg
-  aggregate, score it against the global model on its own validation split, write the
-  ballot (vote, aggregate hash, salt) to its state folder, then commit; after the commit
+- it is selected as a voter and proposing is over: fetch every proposal, review each one on its
+  own validation split (``--review``: the paper's uniform ballot ``aggregate`` or a per-proposal
+  rule of fl.defences.review; a blob that is missing or invalid is rejected, never a crash), write
+  the ballot (accept mask, parent hash, salt) to its state folder, then commit; after the commit
   deadline reveal the saved ballot;
 - the reveal deadline has passed: settle, if this client's turn has come;
-- after a settlement: adopt the model whose hash the chain recorded, fetched from the store.
+- after a settlement (also one it missed while busy or stopped): adopt the FedAvg of the accepted
+  proposals (the parent model if none), bit-exact, and log each proposal's outcome and its own
+  slash/reward. The hash the chain records lags one round: settling round r records the parent
+  model a majority of round r's voters attested, which the client checks against the model it held.
 
 Restart-safety: the chain says what was done (the participant flags `acted` / `revealed`
 and the round's `settled`), the state folder keeps what only the client knows (the salted
@@ -27,18 +31,24 @@ that classifies its exceptions as "revert" (the contract said no: re-read the ch
 from __future__ import annotations
 
 import logging
+import os
 import random
 import secrets
 import time
 from typing import Callable
 
-from fl.attacks.behaviours import behaviour_for, decide_vote, make_proposal
+import torch
+
+from fl.attacks.behaviours import behaviour_for, make_proposal, voter_verdicts
+from fl.defences.aggregate import fedavg
+from fl.defences.review import ReviewInputs, review
+from fl.defences.voter_review import VoterView, review_round, rule_named
 from fl.learning.data import ClientData, Split
-from fl.learning.model import evaluate, init_model, load_state, score, state_of
-from fl.simulation.rounds import build_aggregate, derived_seed
+from fl.learning.model import evaluate, init_model, load_state, score, state_of, train_local
 from fl.learning.store import StoreError, UpdateStore, hash_state
 from fl.participant.state import ClientConfig, ClientState, ParticipantError
-from fl.protocol.votes import Role, RoundState, Vote, commitment_for
+from fl.protocol.votes import Role, RoundState, commitment_for, mask_from_verdicts, verdicts_from_mask
+from fl.simulation.rounds import derived_seed
 
 log = logging.getLogger("stakefl.client")
 TOKEN_UNITS = 10**18
@@ -111,12 +121,13 @@ class Participant:
         self.behaviour = behaviour_for(config.malicious, config.attack)
         self.template = init_model(num_features, model_seed)
         self.initial_state = state_of(self.template)
+        self.initial_hash = hash_state(self.initial_state)
         self.me = ledger.address
         self._models: dict[bytes, dict] = {}
         self._turn_started: dict[tuple[str, int], float] = {}
         self.done = False
         self.leaving = False
-        self._missing_warned = 0
+        self._warned: set = set()
 
     # ------------------------------------------------------------ lifecycle
     def warm_up(self) -> None:
@@ -202,15 +213,17 @@ class Participant:
         r = self.ledger.current_round_id()
         view = self.ledger.round(r) if r else None
         if view is None or view.settled:
-            if view is not None:
-                self.adopt(view)
+            self.catch_up(r)
             if self.config.until_round is not None and r >= self.config.until_round and not self.leaving:
+                if self.state.data.get("adopted_round", 0) < r:
+                    return  # not yet derived (a model not yet in the store): log it before stopping
                 log.info("round %d settled; --until-round reached, stopping", r)
                 self.done = True
                 return
             if self._check_still_active() and not self.leaving:
                 self.maybe_open(r)
             return
+        self.catch_up(r - 1)  # a client busy (or stopped) through a settlement still derives and logs it
         now = int(self.clock())
         current = phase(view, now)
         me = self.ledger.participant(r)
@@ -253,23 +266,24 @@ class Participant:
 
     # ------------------------------------------------------------ proposing
     def propose(self, round_id: int) -> None:
-        global_hash, global_state = self.global_model()
-        if global_state is None:
-            if self._missing_warned != -round_id:
-                log.error("round %d: cannot fetch the global model %s from the store; cannot propose",
-                          round_id, global_hash.hex()[:12])
-                self._missing_warned = -round_id
+        parent_hash, parent = self.held_model()
+        if parent is None:
+            self._warn_once(("propose", round_id), "round %d: the model this round starts from (%s) is not "
+                            "derived yet; cannot propose", round_id, parent_hash.hex()[:12])
             return
         update = make_proposal(
-            global_state, self.data.train, self.behaviour, epochs=self.config.local_epochs,
+            parent, self.data.train, self.behaviour, epochs=self.config.local_epochs,
             lr=self.config.lr, seed=derived_seed(self.config.seed, round_id, int(self.me, 16) % 2**31),
             num_features=self.data.train.X.shape[1],
         )
-        update_hash = self.store.put_state(update)
+        if self.config.hostile_blob:
+            update_hash = plant_hostile_blob(self.store, update, self.config.hostile_blob)
+        else:
+            update_hash = self.store.put_state(update)
         samples = len(self.data.train)
         if self._too_late(round_id, "propose", lambda v: v.proposal_deadline):
             return
-        kind = "poisoned" if self.behaviour.malicious_proposer else "honest"
+        kind = self.config.hostile_blob or ("poisoned" if self.behaviour.malicious_proposer else "honest")
         self._send("propose", round_id, self.ledger.propose, round_id, update_hash, samples,
                    detail={"update": update_hash.hex(), "samples": samples, "kind": kind})
 
@@ -277,38 +291,73 @@ class Participant:
     def commit(self, round_id: int) -> None:
         ballot = self.state.ballot(round_id)
         if ballot is None:
-            vote, aggregate_hash = self.decide(round_id)
-            salt = secrets.token_bytes(32)
+            proposals = self.ledger.proposals(round_id)
+            verdicts, parent_hash = self.decide(round_id, proposals)
+            accept_mask, salt = mask_from_verdicts(verdicts), secrets.token_bytes(32)
             # the ballot is on disk before the commit is sent: a restart can always reveal
-            self.state.save_ballot(round_id, vote, aggregate_hash, salt)
+            self.state.save_ballot(round_id, accept_mask, parent_hash, salt, [p.update_hash for p in proposals])
         else:  # decided before a restart: commit the very same ballot
-            vote, aggregate_hash, salt = _ballot(ballot)
-        commitment = commitment_for(round_id, self.me, vote, aggregate_hash, salt)
+            accept_mask, parent_hash, salt = _ballot(ballot)
+        commitment = commitment_for(round_id, self.me, accept_mask, parent_hash, salt)
         if self._too_late(round_id, "commit", lambda v: v.commit_deadline):
             return
         self._send("commit", round_id, self.ledger.commit, round_id, commitment,
-                   detail={"vote": vote.name.lower(), "aggregate": aggregate_hash.hex()})
+                   detail={"accept_mask": hex(accept_mask), "parent": parent_hash.hex()})
 
-    def decide(self, round_id: int) -> tuple[Vote, bytes]:
-        global_hash, global_state = self.global_model()
-        proposals = self.ledger.proposals(round_id)
-        reference = global_state if global_state is not None else self.initial_state
-        aggregate, aggregate_hash, problem = build_aggregate(self.store, proposals, reference)
-        if global_state is None or aggregate is None:
-            reason = problem or f"global model {global_hash.hex()[:12]} missing from the store"
-            accept = decide_vote(float("-inf"), 0.0, self.config.epsilon, self.behaviour)
-            log.info("round %d: aggregate unusable (%s)", round_id, reason)
-            current = candidate = float("nan")
-        else:
-            self.store.put_state(aggregate)  # the next proposers fetch the global model from here
-            current = self._score(global_state)
-            candidate = self._score(aggregate)
-            accept = decide_vote(candidate, current, self.config.epsilon, self.behaviour)
-        vote = Vote.ACCEPT if accept else Vote.REJECT
-        log.info("round %d: %d proposals, aggregate %s scores %.4f vs global %.4f -> %s%s",
-                 round_id, len(proposals), aggregate_hash.hex()[:12], candidate, current, vote.name.lower(),
+    def decide(self, round_id: int, proposals: list) -> tuple[list[bool], bytes]:
+        """One verdict per proposal (True = accept) and the parent hash this voter attests.
+
+        Each blob is fetched and checked against the parent model; one that cannot be (missing, a
+        directory, too big, altered, garbage, wrong keys/shapes/dtype, NaN/inf) is rejected, never a
+        crash. The rest is the review rule's (`config.review`, fl.defences.voter_review, as
+        `ape run simulate`): `aggregate` is the paper's uniform ballot (accept every proposal iff the
+        FedAvg of all of them scores >= the parent's score - epsilon; an unusable proposal makes the
+        aggregate unusable, so every proposal is rejected), the others judge each proposal."""
+        parent_hash, parent = self.held_model()
+        if parent is None:
+            log.warning("round %d: the parent model %s is not derived; rejecting all %d proposals",
+                        round_id, parent_hash.hex()[:12], len(proposals))
+            return self._as_voter([False] * len(proposals), proposals), parent_hash
+        states = []
+        for i, p in enumerate(proposals):
+            try:
+                states.append(self.store.load_update(p.update_hash, parent))
+            except (StoreError, OSError, ValueError) as exc:  # anything a proposer can cause
+                states.append(None)
+                log.info("round %d: proposal %d from %s unusable (%s: %s) -> reject", round_id, i,
+                         p.proposer[:10], type(exc).__name__, str(exc)[:120])
+        verdicts, note = self._review(proposals, states, parent)
+        cast = self._as_voter(verdicts, proposals)
+        log.info("round %d: %d proposals, review %s (%s) -> ballot %s, parent %s%s", round_id, len(proposals),
+                 self.config.review, note, _ballot_text(cast), parent_hash.hex()[:12],
                  " (malicious: against the evidence)" if self.behaviour.malicious_voter else "")
-        return vote, aggregate_hash
+        return cast, parent_hash
+
+    def _review(self, proposals: list, states: list, parent: dict) -> tuple[list[bool], str]:
+        """Honest verdicts of the review rule, and what it measured (for the log)."""
+        count = len(proposals)
+        if count == 0:
+            return [], "no proposals"
+        if self.config.review == "aggregate":
+            if any(s is None for s in states):
+                return [False] * count, "aggregate unusable"
+            aggregate = fedavg([(s, p.sample_count) for s, p in zip(states, proposals)])
+            candidate, current = self._score(aggregate), self._score(parent)
+            accept = review("aggregate", ReviewInputs(count, aggregate_score=candidate, global_score=current),
+                            epsilon=self.config.epsilon)
+            return accept, f"aggregate scores {candidate:.4f} vs parent {current:.4f}"
+        if all(s is None for s in states):
+            return [False] * count, "no usable proposal"
+        seed = derived_seed(self.config.seed, int(self.me, 16) % 2**31, 11)
+        verdicts = review_round(rule_named(self.config.review), self.template, parent, states,
+                                [p.sample_count for p in proposals],
+                                [VoterView(self.data.val, self.data.train, seed)], train=train_local,
+                                lr=self.config.lr)[0]
+        return verdicts, f"{sum(verdicts)} of {count} pass"
+
+    def _as_voter(self, verdicts: list[bool], proposals: list) -> list[bool]:
+        """The ballot cast: a malicious voter votes against its own evidence (fl.attacks.behaviours)."""
+        return voter_verdicts(verdicts, self.behaviour, [p.proposer for p in proposals])
 
     def reveal(self, round_id: int) -> None:
         ballot = self.state.ballot(round_id)
@@ -316,9 +365,9 @@ class Participant:
             log.error("round %d: committed but the ballot is not in %s; cannot reveal (the stake will be slashed)",
                       round_id, self.state.folder)
             return
-        vote, aggregate_hash, salt = _ballot(ballot)
-        self._send("reveal", round_id, self.ledger.reveal, round_id, vote, aggregate_hash, salt,
-                   detail={"vote": vote.name.lower()})
+        accept_mask, parent_hash, salt = _ballot(ballot)
+        self._send("reveal", round_id, self.ledger.reveal, round_id, accept_mask, parent_hash, salt,
+                   detail={"accept_mask": hex(accept_mask)})
 
     def _too_late(self, round_id: int, action: str, deadline_of) -> bool:
         """True (and logged) if the deadline of `action` has passed: sending would only burn gas."""
@@ -329,42 +378,99 @@ class Participant:
                     round_id, action, int(self.clock()) - deadline)
         return True
 
-    # ------------------------------------------------------------ the global model
-    def global_model(self) -> tuple[bytes, dict | None]:
-        """The chain's current global model hash and its tensors from the store (None if missing)."""
-        h = self.ledger.global_model_hash()
+    # ------------------------------------------------------------ the model this client holds
+    def held_model(self) -> tuple[bytes, dict | None]:
+        """The model after the last round this client derived (the initial model before round 1):
+        its hash and tensors (None if it cannot be loaded)."""
+        text = self.state.data.get("global_hash") or ""
+        h = bytes.fromhex(text) if self.state.data.get("adopted_round", 0) and text else self.initial_hash
+        return h, self._load_model(h)
+
+    def _load_model(self, h: bytes) -> dict | None:
         if h not in self._models:
-            try:
-                self._models[h] = self.store.load_update(h, self.initial_state)
-            except StoreError:
-                if h != hash_state(self.initial_state):
-                    return h, None
+            if h == self.initial_hash:
                 self.store.put_state(self.initial_state)  # the initial model is known to everyone
                 self._models[h] = self.initial_state
-            except ValueError:
-                return h, None
-        return h, self._models[h]
+            else:
+                try:
+                    self._models[h] = self.store.load_update(h, self.initial_state)
+                except (StoreError, OSError, ValueError):
+                    return None
+            while len(self._models) > 4:
+                self._models.pop(next(iter(self._models)))
+        return self._models[h]
 
-    def adopt(self, view) -> None:
-        """After a settlement: take the model whose hash the chain recorded; log the outcome once."""
-        if self.state.data.get("adopted_round", 0) >= view.round_id:
-            return
-        h, model = self.global_model()
-        if model is None:
-            if self._missing_warned != view.round_id:
-                log.warning("round %d settled with model %s, not (yet) in the store", view.round_id, h.hex()[:12])
-                self._missing_warned = view.round_id
-            return
-        outcome = self.ledger.settlement_of(view.round_id, self.from_block)
-        stake = self.ledger.stake()
+    def catch_up(self, last_settled: int) -> None:
+        """Derive and log every settled round up to `last_settled` this client has not derived yet."""
+        adopted = self.state.data.get("adopted_round", 0)
+        if adopted == 0 and last_settled > 1:
+            # a fresh client: start from the latest round whose parent the voters confirmed
+            for k in range(last_settled, 1, -1):
+                view = self.ledger.round(k)
+                if view.parent_confirmed and self._load_model(view.global_model_hash) is not None:
+                    self.state.set_adopted(k - 1, view.global_model_hash)
+                    log.info("joining after round %d: starting from the model its voters confirmed, %s",
+                             k - 1, view.global_model_hash.hex()[:12])
+                    break
+        while self.state.data.get("adopted_round", 0) < last_settled:
+            if not self.adopt(self.ledger.round(self.state.data.get("adopted_round", 0) + 1)):
+                return
+
+    def adopt(self, view) -> bool:
+        """After round `view` settled: check the parent the voters confirmed against the model held,
+        adopt the FedAvg of the accepted proposals (the parent if none), and log the outcome once.
+        False if it cannot be derived yet (a blob missing from the store): tried again next poll."""
+        r = view.round_id
+        parent_hash, parent = self.held_model()
+        check = "parent not confirmed (no voter majority)"
+        if view.parent_confirmed:
+            if view.global_model_hash == parent_hash:
+                check = f"parent {parent_hash.hex()[:12]} confirmed by the voters"
+            else:
+                self._warn_once(("diverged", r), "round %d: the voters confirmed parent %s but this client held %s; "
+                                "following the chain", r, view.global_model_hash.hex()[:12], parent_hash.hex()[:12])
+                parent_hash, parent = view.global_model_hash, self._load_model(view.global_model_hash)
+                check = f"parent {parent_hash.hex()[:12]} taken from the chain"
+        if parent is None:
+            self._warn_once(("parent", r), "round %d settled; its parent model %s is not in the store (yet)",
+                            r, parent_hash.hex()[:12])
+            return False
+        proposals = self.ledger.proposals(r)
+        accepted_flags = verdicts_from_mask(view.accepted_mask, len(proposals))
+        accepted = []
+        for p, ok in zip(proposals, accepted_flags):
+            if not ok:
+                continue
+            try:
+                accepted.append((self.store.load_update(p.update_hash, parent), p.sample_count))
+            except (StoreError, OSError, ValueError) as exc:
+                self._warn_once(("accepted", r), "round %d: accepted proposal %s of %s is unusable here (%s); "
+                                "cannot derive the new model yet", r, p.update_hash.hex()[:12], p.proposer[:10],
+                                _short(exc))
+                return False
+        model = fedavg(accepted) if accepted else parent
+        model_hash = self.store.put_state(model) if accepted else parent_hash
+        self._models[model_hash] = model
+        accepts = self.ledger.proposal_accepts(r) if proposals else []
+        for i, (p, ok) in enumerate(zip(proposals, accepted_flags)):
+            log.info("round %d: proposal %d from %s %s (%s of %d voters accept)", r, i, p.proposer[:10],
+                     "accepted" if ok else "rejected", accepts[i] if i < len(accepts) else "?", view.reveal_count)
+        outcome = self.ledger.settlement_of(r, self.from_block)
         mine = ""
         if outcome is not None:
             won, slashed, rewarded = outcome
             mine = f"; me: {'won' if won else 'lost'}, slashed {_tokens(slashed)}, rewarded {_tokens(rewarded)}"
-        log.info("round %d settled: %s, global model %s, validation %s %.4f, stake %s%s",
-                 view.round_id, view.decision.name.lower(), h.hex()[:12], self.config.score,
+        stake = self.ledger.stake()
+        log.info("round %d settled: %d of %d proposals accepted, %s, global model %s, validation %s %.4f, "
+                 "stake %s%s", r, len(accepted), len(proposals), check, model_hash.hex()[:12], self.config.score,
                  self._score(model), _tokens(stake["stake"]), mine)
-        self.state.set_adopted(view.round_id, h)
+        self.state.set_adopted(r, model_hash)
+        return True
+
+    def _warn_once(self, key, message, *args) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning(message, *args)
 
     def _score(self, state: dict) -> float:
         metrics = evaluate(load_state(self.template, state), self.data.val)
@@ -392,6 +498,23 @@ class Participant:
         return True
 
 
+HOSTILE_BLOBS = ("directory", "oversized")
+OVERSIZED_PADDING = 6 * 2**20  # float32 values: a 24 MB blob
+
+
+def plant_hostile_blob(store: UpdateStore, update: dict, kind: str) -> bytes:
+    """Test hook of a hostile proposer (``ape run client --test-hostile-blob``, local folder stores):
+    the hash it will propose, with the store made hostile at that hash. "directory": a directory at
+    the path of its update's blob; "oversized": a well-formed blob of its tensors plus a 24 MB extra one."""
+    if kind == "directory":
+        update_hash = hash_state(update)
+        os.makedirs(store.blob_path(update_hash), exist_ok=True)
+        return update_hash
+    if kind == "oversized":
+        return store.put_state({**update, "~padding": torch.zeros(OVERSIZED_PADDING)})
+    raise ValueError(f"hostile blob must be one of {HOSTILE_BLOBS}, got {kind!r}")
+
+
 def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:
     """Sleep, but wake within 0.2 s of a stop request (SIGTERM during a long backoff)."""
     end = time.monotonic() + seconds
@@ -402,8 +525,17 @@ def _sleep(seconds: float, should_stop: Callable[[], bool]) -> None:
         time.sleep(min(0.2, left))
 
 
-def _ballot(ballot: dict) -> tuple[Vote, bytes, bytes]:
-    return Vote(ballot["vote"]), bytes.fromhex(ballot["aggregate_hash"]), bytes.fromhex(ballot["salt"])
+def _ballot(ballot: dict) -> tuple[int, bytes, bytes]:
+    return int(ballot["accept_mask"]), bytes.fromhex(ballot["parent_hash"]), bytes.fromhex(ballot["salt"])
+
+
+def _ballot_text(verdicts: list[bool]) -> str:
+    """'accept 0,2 reject 1' for a ballot over three proposals."""
+    accepted = [str(i) for i, v in enumerate(verdicts) if v]
+    rejected = [str(i) for i, v in enumerate(verdicts) if not v]
+    return " ".join(part for part in (
+        f"accept {','.join(accepted)}" if accepted else "", f"reject {','.join(rejected)}" if rejected else "")
+        if part) or "empty"
 
 
 def _tokens(units: int) -> str:

@@ -1,4 +1,8 @@
-"""What a participant keeps for itself: its configuration and its state folder (ballots, adopted model, journal)."""
+"""What a participant keeps for itself: its configuration and its state folder (ballots, adopted model, journal).
+
+The state folder holds the salts of unrevealed ballots: the folder is 0700, ``state.json`` and the
+journal 0600, and ``state.json`` is replaced atomically (temp file, fsync, rename), so a kill at any
+point leaves either the old or the new file, never a partial one."""
 
 from __future__ import annotations
 
@@ -9,7 +13,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from fl.protocol.votes import Vote
 
 
 class ParticipantError(RuntimeError):
@@ -24,6 +27,7 @@ class ClientConfig:
     stake: float = 64.0  # tokens staked when joining
     malicious: bool = False
     attack: str = "both"  # what a malicious client does: proposer | voter | both
+    review: str = "cosine"  # review rule: a name of fl.defences.voter_review.RULES (default: its DEFAULT_RULE)
     epsilon: float = 0.01
     score: str = "accuracy"
     local_epochs: int = 1
@@ -34,6 +38,7 @@ class ClientConfig:
     wait_for: int = 2  # active clients needed before this client opens the first round
     until_round: int | None = None  # stop once this round is settled (None: run forever)
     mint: bool = False  # mint the stake first (local TestToken only)
+    hostile_blob: str | None = None  # test hook of a malicious proposer (see client.plant_hostile_blob)
 
 
 # ---------------------------------------------------------------------- the state folder
@@ -43,7 +48,7 @@ class ClientState:
 
     def __init__(self, folder: str | Path, address: str, voting: str, chain_id: int):
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         # one process per state folder: a second one would not see the first one's pending sends
         self._lock = open(self.folder / ".lock", "w")
         try:
@@ -55,7 +60,14 @@ class ClientState:
         self.journal = self.folder / "journal.jsonl"
         identity = {"address": address, "voting": voting.lower(), "chain_id": chain_id}
         if self.path.exists():
-            self.data = json.loads(self.path.read_text())
+            try:
+                self.data = json.loads(self.path.read_text())
+            except (ValueError, OSError) as exc:
+                self._lock.close()
+                raise ParticipantError(f"cannot read {self.path} ({exc}); it holds this client's ballots: "
+                                       "restore it or give another --state folder") from None
+            if os.stat(self.path).st_mode & 0o077:
+                os.chmod(self.path, 0o600)  # a folder written by an earlier version (0644)
             recorded = {k: self.data.get(k) for k in identity}
             if recorded != identity:
                 raise ParticipantError(
@@ -73,9 +85,12 @@ class ClientState:
     def ballot(self, round_id: int) -> dict | None:
         return self.data["ballots"].get(str(round_id))
 
-    def save_ballot(self, round_id: int, vote: Vote, aggregate_hash: bytes, salt: bytes) -> None:
+    def save_ballot(self, round_id: int, accept_mask: int, parent_hash: bytes, salt: bytes,
+                    proposal_hashes: list[bytes] | None = None) -> None:
+        """Keep the salted ballot (on disk before the commit is sent, so a restart can reveal it)."""
         self.data["ballots"][str(round_id)] = {
-            "vote": int(vote), "aggregate_hash": aggregate_hash.hex(), "salt": salt.hex(),
+            "accept_mask": int(accept_mask), "parent_hash": parent_hash.hex(), "salt": salt.hex(),
+            "proposals": [h.hex() for h in proposal_hashes or []],
         }
         # keep the ballots of the last rounds only
         for key in sorted(self.data["ballots"], key=int)[:-16]:
@@ -89,7 +104,7 @@ class ClientState:
 
     def record(self, action: str, round_id: int, tx: str, **extra) -> None:
         entry = {"time": time.time(), "action": action, "round": round_id, "tx": tx, **extra}
-        with open(self.journal, "a") as file:
+        with os.fdopen(os.open(self.journal, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "a") as file:
             file.write(json.dumps(entry) + "\n")
             file.flush()
             os.fsync(file.fileno())
@@ -100,9 +115,30 @@ class ClientState:
         return [json.loads(line) for line in self.journal.read_text().splitlines() if line.strip()]
 
     def _write(self) -> None:
+        """Replace state.json atomically, readable by this user only (it holds ballot salts)."""
         temp = self.path.with_suffix(".tmp")
-        with open(temp, "w") as file:
-            json.dump(self.data, file, indent=1)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, self.path)
+        try:
+            with os.fdopen(os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as file:
+                os.fchmod(file.fileno(), 0o600)  # an old temp file may have another mode
+                json.dump(self.data, file, indent=1)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temp, self.path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        _fsync_folder(self.folder)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename in `folder` durable (best effort: not every filesystem allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
