@@ -7,10 +7,10 @@ ape-foundry with automine off, returns a receipt that is not in a block at all).
   gas x max fee before anything is sent (a one-line `InsufficientFunds`);
 - the nonce is read from the chain ("pending") once per action and every later attempt reuses
   it, so of all the transactions sent for one action at most one can ever be mined;
-- a transaction still unmined after `stall_blocks` blocks is replaced by the same call with a
-  higher tip and max fee (a full block, a base fee that rose past the max fee), or sent again
-  byte for byte if the node forgot it (dropped); "already known", "nonce too low" and
-  "underpriced" answers are read as "the node has one of ours / wants a higher bump";
+- a transaction still unmined after `stall_blocks` blocks (a full block, a base fee that rose past
+  its max fee, a node that dropped or refused it) is replaced by the same call, same nonce, with
+  a 25% higher tip and max fee; "already known", "nonce too low" and "underpriced" answers are
+  read as "the node has one of ours, or wants a higher bump";
 - a mined transaction that reverted raises `ContractLogicError` (what the client reads as "the
   chain moved on"), with the reason from replaying the call.
 """
@@ -72,25 +72,22 @@ def transact(account, method, *args, value: int = 0, stall_blocks: int = STALL_B
     web3 = provider.web3
     address = str(account.address)
     nonce = int(web3.eth.get_transaction_count(address, "pending"))
+    tip, max_fee = initial_fees(int(chain.blocks.head.base_fee or 0))
+    _check_funds(provider, address, 21_000, max_fee, value)  # not even a plain transfer: say so first
     base = _build(provider, account, method, args, value, nonce)
-    base_fee = int(chain.blocks.head.base_fee or 0)
-    tip = TIP
-    max_fee = 2 * base_fee + tip
     _check_funds(provider, address, base.gas_limit, max_fee, value)
     sent: list[str] = []  # hashes of every attempt, all with this nonce
 
-    def attempt(tip: int, max_fee: int):
+    def attempt(tip: int, max_fee: int) -> bytes:
         txn = base.model_copy(deep=True)
         txn.max_priority_fee, txn.max_fee = tip, max_fee
         signed = account.sign_transaction(txn)
         if signed is None:
             raise RuntimeError(f"{address} declined to sign (locked keyfile? set APE_ACCOUNTS_<alias>_PASSPHRASE)")
-        raw = bytes(signed.serialize_transaction())
-        return raw, "0x" + bytes(signed.txn_hash).hex()
+        sent.append("0x" + bytes(signed.txn_hash).hex())
+        return bytes(signed.serialize_transaction())
 
-    raw, tx_hash = attempt(tip, max_fee)
-    _broadcast(web3, raw, address)
-    sent.append(tx_hash)
+    _broadcast(web3, attempt(tip, max_fee), address)
     deadline = time.monotonic() + timeout
     last_block = sent_block = int(web3.eth.block_number)
     while time.monotonic() < deadline:
@@ -101,32 +98,40 @@ def transact(account, method, *args, value: int = 0, stall_blocks: int = STALL_B
         if head != last_block:
             last_block = head
             if int(web3.eth.get_transaction_count(address, "latest")) > nonce:
-                time.sleep(poll)  # our nonce is used: by one of ours (receipt not indexed yet) or not
-                found = _mined(web3, sent)
-                if found is not None:
-                    return _checked(provider, account, method, args, value, found)
+                for _ in range(10):  # our nonce is used: by one of ours (receipt not indexed yet) or not
+                    found = _mined(web3, sent)
+                    if found is not None:
+                        return _checked(provider, account, method, args, value, found)
+                    time.sleep(poll)
                 raise NonceTaken(
                     f"nonce {nonce} of {address} was used by a transaction this process did not send "
                     f"(another process with the same account?); ours: {', '.join(h[:12] for h in sent)}"
                 )
-            if head - sent_block >= stall_blocks:
+            if head - sent_block >= stall_blocks:  # pooled behind a full block or a risen base fee, or dropped
                 sent_block = head
-                if _known(web3, tx_hash):  # waiting in the pool: outbid ourselves
-                    base_fee = int(chain.blocks.head.base_fee or 0)
-                    tip = int(tip * BUMP) + 1
-                    max_fee = max(int(max_fee * BUMP) + 1, 2 * base_fee + tip)
-                    _check_funds(provider, address, base.gas_limit, max_fee, value)
-                    raw, tx_hash = attempt(tip, max_fee)
-                    log.warning("transaction %s not mined after %d blocks; replacing it (same nonce %d, tip %.2f "
-                                "gwei, max fee %.2f gwei)", sent[-1][:12], stall_blocks, nonce, tip / 1e9, max_fee / 1e9)
-                    sent.append(tx_hash)
-                else:
-                    log.warning("transaction %s is gone from the node; sending it again (same nonce %d)",
-                                tx_hash[:12], nonce)
+                pooled = _known(web3, sent[-1])
+                tip, max_fee = bumped_fees(tip, max_fee, int(chain.blocks.head.base_fee or 0))
+                _check_funds(provider, address, base.gas_limit, max_fee, value)
+                raw = attempt(tip, max_fee)
+                log.warning("transaction %s %s after %d blocks; replacing it (same nonce %d, tip %.2f gwei, "
+                            "max fee %.2f gwei)", sent[-2][:12], "not mined" if pooled else "gone from the node",
+                            stall_blocks, nonce, tip / 1e9, max_fee / 1e9)
                 _broadcast(web3, raw, address)
         time.sleep(poll)
     raise StuckTransaction(f"none of the transactions for nonce {nonce} of {address} was mined in {timeout:.0f} s "
                        f"({', '.join(h[:12] for h in sent)}); they may still be: rerun to resume")
+
+
+def initial_fees(base_fee: int) -> tuple[int, int]:
+    """(tip, max fee) of a first attempt: room for the base fee to double before it is stuck."""
+    return TIP, 2 * base_fee + TIP
+
+
+def bumped_fees(tip: int, max_fee: int, base_fee: int) -> tuple[int, int]:
+    """(tip, max fee) of a replacement: both at least 25% higher (nodes want +10%), the max fee
+    also above twice the current base fee."""
+    tip = int(tip * BUMP) + 1
+    return tip, max(int(max_fee * BUMP) + 1, 2 * base_fee + tip)
 
 
 def deploy(account, container, *args, **kwargs):
@@ -153,7 +158,8 @@ def _build(provider, account, method, args, value: int, nonce: int):
     except ContractLogicError:
         raise
     except Exception as exc:  # noqa: BLE001 - a node that refuses to estimate for lack of ether
-        if "insufficient funds" in _message(exc):
+        text = _message(exc)  # anvil caps the estimate at what the balance pays: "exceeds allowance"
+        if "insufficient funds" in text or "exceeds allowance" in text:
             raise InsufficientFunds(_poor(provider, str(account.address), None)) from None
         raise
     return txn
@@ -177,9 +183,12 @@ def _broadcast(web3, raw: bytes, address: str) -> None:
         web3.eth.send_raw_transaction(raw)
     except Exception as exc:  # noqa: BLE001 - read the node's answer
         text = _message(exc)
-        if "already known" in text or "already imported" in text or "nonce too low" in text \
-                or "underpriced" in text or "nonce has already been used" in text:
-            return  # one of ours holds the nonce (pooled or mined): the wait loop finds out which
+        if any(s in text for s in ("already known", "already imported", "nonce too low", "underpriced",
+                                   "nonce has already been used", "less than block base fee", "fee cap")):
+            # one of ours holds the nonce (pooled or mined), or the fee was too low: the wait loop
+            # finds the receipt or replaces it with higher fees
+            log.warning("the node refused a transaction (%s); waiting, then replacing it", str(exc)[:120])
+            return
         if "insufficient funds" in text:
             raise InsufficientFunds(_poor(chain.provider, address, None)) from None
         raise
