@@ -61,7 +61,6 @@ def cli(account, token, deployments, force, model_seed, features, store, **param
         network_name,
         provider_started_node,
     )
-    from fl.chain.ledger import ProtocolChain
     from fl.chain.participant_ledger import unlock_for_signing
     from fl.chain import deployments as registry_file
     from fl.learning.data import DataError, load_lending_club, make_federated_data
@@ -120,7 +119,7 @@ def cli(account, token, deployments, force, model_seed, features, store, **param
     protocol_params = ProtocolParams(**params)
     unlock_for_signing(account)
     first_block = head_block_number()
-    protocol = ProtocolChain.deploy(account, protocol_params, initial_hash, token=token_contract, fast=False)
+    protocol = _deploy_protocol(account, protocol_params, initial_hash, token_contract)
     record = registry_file.Deployment(
         chain_id=chain_id,
         network=network,
@@ -139,6 +138,26 @@ def cli(account, token, deployments, force, model_seed, features, store, **param
     for name in ("token", "registry", "pool", "voting"):
         click.echo(f"{name:9s} {getattr(record, name)}")
     click.echo(f"recorded for {registry_file.network_key(network)} (chain id {chain_id}) in {path}")
+
+
+def _deploy_protocol(account, params, initial_hash: bytes, token):
+    """ProtocolChain.deploy, or on a chain that mines on its own clock (a public or custom network,
+    anvil --block-time) the same contracts and wiring sent one by one, each waited for in its block
+    (Ape's foundry provider returns an unmined receipt there: "did not create a contract")."""
+    from ape import project
+
+    from fl.chain.ledger import ProtocolChain
+    from fl.chain.sending import automines, deploy, transact
+
+    if automines():
+        return ProtocolChain.deploy(account, params, initial_hash, token=token, fast=False)
+    token = token or deploy(account, project.TestToken)
+    registry = deploy(account, project.StakeRegistry, token.address)
+    pool = deploy(account, project.ProposalPool, token.address, registry.address)
+    voting = deploy(account, project.VotingRound, registry.address, pool.address, params.as_struct(), initial_hash)
+    transact(account, registry.bind, voting.address, pool.address)
+    transact(account, pool.bind, voting.address)
+    return ProtocolChain(token, registry, pool, voting, [], fast=False)
 
 
 def _is_live(entry: dict, chain_id: int) -> bool:

@@ -11,23 +11,27 @@ from ape.exceptions import TransactionNotFoundError
 STUCK_RECEIPT_TIMEOUT = 120  # seconds to wait again for a sent transaction Ape gave up on
 
 
-def await_unmined(exc: BaseException, timeout: int = STUCK_RECEIPT_TIMEOUT):
+def await_unmined(exc: BaseException, timeout: int = STUCK_RECEIPT_TIMEOUT, provider=None):
     """The receipt of a transaction that was sent but not mined within Ape's acceptance timeout.
 
-    On a local node that is anvil's automine missing a ready transaction while many senders race
-    (foundry-rs/foundry#10122): mine one block, which takes it. On any network, wait `timeout`
-    seconds more for the same hash (never resend: that would act twice). Re-raises `exc` if the
-    hash cannot be read from it or the transaction is still not mined."""
+    On a development chain that is anvil's automine missing a ready transaction while many senders
+    race (foundry-rs/foundry#10122): mine one block, which takes it, if the provider can (Ape's
+    node provider cannot). Off development chains (public and custom networks such as the
+    rehearsal) never mine. Then wait `timeout` seconds more for the same hash (never resend: that
+    would act twice). Re-raises `exc` if the hash cannot be read from it or the transaction is still not mined."""
     found = re.search(r"0x[0-9a-fA-F]{64}", str(exc))
     if found is None:
         raise exc
-    provider = chain.provider
-    local = provider.network.is_local and hasattr(provider, "mine")
-    logging.getLogger("stakefl.client").warning(
-        "transaction %s sent but not mined in time; %s", found.group(0)[:12],
-        "mining a block (local node)" if local else f"waiting up to {timeout} s more")
-    if local:
-        provider.mine()
+    provider = provider or chain.provider
+    mine = bool(provider.network.is_dev)
+    logger = logging.getLogger("stakefl.client")
+    logger.warning("transaction %s sent but not mined in time; %s", found.group(0)[:12],
+                   "mining a block (development chain)" if mine else f"waiting up to {timeout} s more")
+    if mine:
+        try:
+            provider.mine()
+        except NotImplementedError:  # Ape's node provider (ethereum:local:node) cannot mine: wait
+            logger.warning("the provider cannot mine; waiting up to %d s more", timeout)
     receipt = provider.get_receipt(found.group(0), timeout=timeout)
     receipt.raise_for_status()  # mined after its deadline, say: a revert like any other
     return receipt
