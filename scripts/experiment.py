@@ -80,7 +80,9 @@ def cli():
               help="Malicious ratio of the variant runs.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Protocol runs (ape run simulate processes) at a time.")
-@click.option("--network", default=None, help="Ape network for the protocol runs (default: the embedded chain).")
+@click.option("--network", default=None,
+              help="Ape network for the protocol runs (default: simulate's, a fresh anvil per run on a port of "
+                   "its own, so --jobs runs never collide; ethereum:local:test: the embedded chain).")
 @click.pass_context
 def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ratio, voter_ratio, extra_seeds,
           extra_rounds, variant_scores, variant_ratio, jobs, network, **options):
