@@ -9,6 +9,7 @@ ARGS ?=
 setup:
 	@bash tools/setup.sh
 
+# The main job on an anvil of its own (ARGS="--network ethereum:local:test" for the embedded chain).
 simulate: setup
 	ape run simulate $(ARGS)
 

@@ -80,7 +80,9 @@ def cli():
               help="Malicious ratio of the variant runs.")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Protocol runs (ape run simulate processes) at a time.")
-@click.option("--network", default=None, help="Ape network for the protocol runs (default: the embedded chain).")
+@click.option("--network", default=None,
+              help="Ape network for the protocol runs (default: simulate's, a fresh anvil per run on a port of "
+                   "its own, so --jobs runs never collide; ethereum:local:test: the embedded chain).")
 @click.option("--ray", "ray_address", default=None, metavar="ADDRESS",
               help="Run each pending run as a task on a Ray cluster: auto (the cluster this node belongs to), "
                    "HOST:PORT, ray://HOST:PORT (Ray Client) or local (a cluster of this machine alone). "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import time
 from dataclasses import asdict
@@ -11,17 +10,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
-from ape.cli import ConnectedProviderCommand
+from ape.cli import ConnectedProviderCommand, network_option
 
-from fl.chain.reproducible import make_embedded_chain_reproducible
+from fl.chain.reproducible import DEFAULT_NETWORK, make_embedded_chain_reproducible, use_own_anvil
 from fl.defences.aggregators import AGGREGATORS
 from fl.defences.voter_review import RULES as REVIEW_RULES
 from fl.simulation.rounds import SimulationConfig
 
-make_embedded_chain_reproducible()  # before `ape run` connects the embedded chain
-# An anvil that ape-foundry starts for this command skips step tracing (see tools/setup.sh):
-# the simulation reads raw receipts, and tracing makes large transactions about 10x slower.
-os.environ.setdefault("STAKEFL_ANVIL_NO_STEPS_TRACING", "1")
+make_embedded_chain_reproducible()  # before `ape run` connects, in case --network picks the embedded chain
+use_own_anvil()  # the default anvil: started and stopped by ape-foundry, own port, no step tracing
 
 DEFAULTS = SimulationConfig()
 
@@ -104,11 +101,13 @@ def config_from_options(options: dict) -> SimulationConfig:
 
 
 @click.command(cls=ConnectedProviderCommand, short_help="Run federated training rounds of the stake protocol on chain")
+@network_option(default=DEFAULT_NETWORK, help=f"Ape network (default {DEFAULT_NETWORK}: an anvil node of its own, "
+                "started and stopped by ape-foundry; ethereum:local:test is the embedded py-evm chain, ~9x slower).")
 @simulation_options
 @click.option("--output", default=None, type=click.Path(file_okay=False),
               help="Run folder to write (must be new or empty). Default: runs/simulate-<time>.")
 def cli(output, **options):
-    """Deploy the contracts on a development chain (the embedded one by default, or --network),
+    """Deploy the contracts on a development chain (a fresh anvil by default, or --network),
     give every client an Ape account and --stake tokens, and run --rounds rounds of the full
     protocol with real training: random proposers, commit-reveal votes, rewards and slashes.
 

@@ -1,4 +1,11 @@
-"""Patches that make the embedded (py-evm) chain repeat run to run: fixed genesis time, seeded prevrandao, pinned clock."""
+"""What makes a seeded simulation repeat run to run on its development chain.
+
+anvil (the default, `DEFAULT_NETWORK`): a node of the run's own on a free port, started by
+ape-foundry without step tracing (`use_own_anvil`), its clock pinned (`pin_clock`). The embedded
+py-evm chain: fixed genesis time, seeded prevrandao, pinned clock. Keys come from the client index
+(fl.chain.connection), salts from the run's seed (fl.simulation.rounds), and the contracts derive
+each round's seed from the revealed salts only, so the draw repeats too.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +16,17 @@ from contextlib import contextmanager
 from ape import chain
 
 REPRODUCIBLE_START = 4_000_000_000  # unix seconds (year 2096): later than any real clock
+DEFAULT_NETWORK = "ethereum:local:foundry"  # `ape run simulate` / `experiment`: an anvil of their own
+
+
+def use_own_anvil() -> None:
+    """Before Ape connects: an anvil that ape-foundry starts for this process listens on a random
+    free port (parallel runs never share or collide on a node; APE_FOUNDRY_HOST, if set, wins) and
+    runs without `--steps-tracing` (the anvil wrapper tools/setup.sh installs drops it when
+    STAKEFL_ANVIL_NO_STEPS_TRACING=1): the simulation reads raw receipts, and recording every EVM
+    step makes large transactions about 10x slower."""
+    os.environ.setdefault("APE_FOUNDRY_HOST", "auto")
+    os.environ.setdefault("STAKEFL_ANVIL_NO_STEPS_TRACING", "1")
 
 
 class _SeededEntropy:
@@ -78,10 +96,24 @@ def isolated_embedded_run(seed: int):
 
 
 def pin_clock() -> bool:
-    """On the embedded chain, start from a fixed timestamp, so block times and deadlines depend
-    only on the transactions sent (with `make_embedded_chain_reproducible`, so do block hashes),
-    and a seeded run repeats exactly. Returns False where the clock is not pinned (anvil, live nets)."""
-    if chain.provider.name != "test" or chain.pending_timestamp >= REPRODUCIBLE_START:
+    """Start the chain's clock at a fixed timestamp, so block times and deadlines depend only on
+    the transactions sent, and a seeded run repeats exactly.
+
+    Embedded chain: its clock already moves one second per block. anvil started by this process
+    (a fresh node of its own): its next block gets REPRODUCIBLE_START and every later block one
+    second more (`anvil_setBlockTimestampInterval`), instead of wall-clock time; jumps to a
+    deadline (`evm_setNextBlockTimestamp`) still work. Returns False where the clock is not pinned:
+    an anvil someone else started (its clock is theirs), a chain already past the start, live nets."""
+    provider = chain.provider
+    if provider.name == "test":
+        if chain.pending_timestamp >= REPRODUCIBLE_START:
+            return False
+        chain.pending_timestamp = REPRODUCIBLE_START
+        return True
+    if provider.name != "foundry" or getattr(provider, "process", None) is None:
         return False
-    chain.pending_timestamp = REPRODUCIBLE_START
+    if int(chain.blocks.head.timestamp) >= REPRODUCIBLE_START:
+        return False
+    provider.make_request("evm_setNextBlockTimestamp", [REPRODUCIBLE_START])
+    provider.make_request("anvil_setBlockTimestampInterval", [1])
     return True

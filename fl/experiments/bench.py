@@ -3,7 +3,8 @@
 Measures in one run, on this machine (docs/PERFORMANCE.md explains every figure):
   (a) raw capacity: tx/s of a plain JSON-RPC loop against an anvil node the bench starts;
   (b) protocol tx/s of the project's chain adapter (fl/chain/ledger.py + fl/chain/txpath.py) during a simulation;
-  (c) rounds/s of the full protocol at --clients on that anvil and on the embedded provider;
+  (c) rounds/s of the full protocol at --clients on that anvil and on the embedded provider, and of
+      the default path: the `ape run simulate` command itself (its own anvil, started by ape-foundry);
   (d) rounds/s of the same federated rounds without the chain (plain FedAvg, same training);
   the ratios (b)/(a) and (c anvil)/(d); gas of every protocol call and of a whole round at
   --gas-clients registered clients (table and PNG); peak memory (RSS) of a simulation at
@@ -64,6 +65,8 @@ def run_bench(clients: int, rounds: int, embedded_rounds: int, raw_txs: int, gas
         results["c_embedded"] = timed_simulation(
             "ethereum:local:test", None, clients, embedded_rounds, scratch / "embedded", CpuClock(None)
         )
+        echo(f"(c) the default path: `ape run simulate`, {clients} clients, {rounds} rounds ...")
+        results["c_default"] = timed_default_command(clients, rounds, scratch / "default")
         echo(f"(d) plain FedAvg, {clients} clients, {rounds} rounds ...")
         results["d_fedavg"] = timed_fedavg(clients, rounds, scratch / "fedavg")
         echo(f"gas of a round at {gas_clients} registered clients ...")
@@ -303,6 +306,34 @@ def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, f
         "chain_share_of_round_time": round(protocol_s / sum(seconds), 3),
         "gas_by_call": summary.get("gas_by_call"),
         "decisions": {"accepted": summary.get("accepted_rounds"), "rejected": summary.get("rejected_rounds")},
+        "tokens_conserved": summary.get("tokens_conserved"),
+        "global_model_hash_matches": summary.get("global_model_hash_matches"),
+    }
+
+
+def timed_default_command(clients: int, rounds: int, folder: Path) -> dict:
+    """(c) on the default path: `ape run simulate --clients N --rounds R --seed 0` as a newcomer runs
+    it (no --network: its own anvil on a free port, started and stopped by ape-foundry), in its own
+    process. Per-round rates from its metrics.csv; the command's whole wall time (start-up, data,
+    node, deployment and enrolment included) beside them."""
+    from fl.simulation.recorder import read_metrics
+
+    env = {k: v for k, v in os.environ.items() if k != "APE_FOUNDRY_HOST"}  # the command's own default
+    command = [str(Path(sys.executable).parent / "ape"), "run", "simulate", "--clients", str(clients),
+               "--rounds", str(rounds), "--seed", "0", "--output", str(folder)]
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, cwd=Path(__file__).resolve().parents[2])
+    wall = time.perf_counter() - started
+    if done.returncode != 0:
+        tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["failed"]
+        raise BenchError(f"`ape run simulate` (the default path) failed: {tail[0]}")
+    summary = json.loads((folder / "summary.json").read_text())
+    return {
+        "command": "ape run simulate " + " ".join(command[3:-2]),
+        "network": summary.get("network"),
+        "clients": clients,
+        **_round_rates([float(r["seconds"]) for r in read_metrics(folder)]),
+        "wall_seconds_command": round(wall, 2),
         "tokens_conserved": summary.get("tokens_conserved"),
         "global_model_hash_matches": summary.get("global_model_hash_matches"),
     }

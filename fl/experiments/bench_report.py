@@ -53,6 +53,7 @@ def table(results: dict) -> str:
         f"{'    end-to-end protocol tx/s (incl. training, voting)':58} {ca['end_to_end_tx_per_s']:>12}",
         f"{'(c) rounds/s, anvil (after round 1 / all)':58} {ca['rounds_per_s']:>6} / {ca['rounds_per_s_all']}",
         f"{'(c) rounds/s, embedded py-evm (after round 1 / all)':58} {ce['rounds_per_s']:>6} / {ce['rounds_per_s_all']}",
+        *_default_path_line(results.get("c_default")),
         f"{'(d) rounds/s, plain FedAvg without chain (after 1 / all)':58} {d['rounds_per_s']:>6} / {d['rounds_per_s_all']}",
         f"{'(b)/(a)':58} {r['b_over_a']:>12}",
         f"{'(c anvil)/(d)':58} {r['c_anvil_over_d']:>12}",
@@ -91,6 +92,14 @@ def table(results: dict) -> str:
     return "\n".join(lines)
 
 
+def _default_path_line(cd: dict | None) -> list[str]:
+    """(c) on the default path (`ape run simulate` as a newcomer runs it); absent from older bench.json files."""
+    if not cd:
+        return []
+    return [f"{'(c) rounds/s, default `ape run simulate` (after 1 / all)':58} {cd['rounds_per_s']:>6} / "
+            f"{cd['rounds_per_s_all']}  ({cd['network']}; whole command {cd['wall_seconds_command']} s)"]
+
+
 def plot_results(results: dict, folder: Path) -> list[Path]:
     import matplotlib
 
@@ -117,8 +126,10 @@ def plot_results(results: dict, folder: Path) -> list[Path]:
         fig.savefig(paths[-1], dpi=120)
         plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 4))
-    for key, label in (("c_anvil", "protocol on anvil"), ("c_embedded", "protocol on embedded py-evm"),
-                       ("d_fedavg", "plain FedAvg, no chain")):
+    for key, label in (("c_anvil", "protocol on anvil"), ("c_default", "default `ape run simulate` (anvil)"),
+                       ("c_embedded", "protocol on embedded py-evm"), ("d_fedavg", "plain FedAvg, no chain")):
+        if key not in results:
+            continue
         seconds = results[key]["round_seconds"]
         ax.plot(range(1, len(seconds) + 1), seconds, "o-", ms=3, label=label)
     ax.set_yscale("log")

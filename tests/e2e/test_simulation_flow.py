@@ -143,12 +143,13 @@ def test_simulation__nan_update__rejected(tmp_path):
 
 
 def test_simulate_cli__same_seed_same_results(tmp_path):
-    """Two separate `ape run simulate` processes with one seed write identical metrics."""
+    """Two separate `ape run simulate` processes with one seed write identical metrics on the
+    embedded chain (anvil, the default: tests/e2e/test_reproducible_anvil.py)."""
     outputs = []
     for name in ("a", "b"):
         folder = tmp_path / name
         result = subprocess.run(
-            [APE, "run", "simulate", "--clients", "6", "--rounds", "2",
+            [APE, "run", "simulate", "--network", "ethereum:local:test", "--clients", "6", "--rounds", "2",
              "--malicious-ratio", "0.34", "--seed", "11", "--output", str(folder)],
             cwd=ROOT, capture_output=True, text=True, timeout=600, env={**os.environ, "NO_COLOR": "1"},
         )
