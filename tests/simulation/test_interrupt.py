@@ -1,0 +1,148 @@
+"""Stopping `ape run simulate` (SIGINT, SIGTERM, kill -9) and resuming it, on real processes on the
+embedded chain. Signals are sent once the run folder holds a few committed rounds (polled, not
+timed), so the tests do not depend on the machine's speed."""
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from fl.simulation.recorder import read_metrics
+
+ROOT = Path(__file__).resolve().parents[2]
+APE = str(Path(sys.executable).parent / "ape")
+SMALL = ["--clients", "5", "--proposer-fraction", "0.4", "--malicious-ratio", "0.2", "--seed", "5"]
+PLOTS = {"accuracy.png", "tokens.png", "decisions.png"}
+
+
+def start(folder: Path, rounds: int, *extra: str) -> subprocess.Popen:
+    log = open(folder.parent / f"{folder.name}.log", "w")
+    return subprocess.Popen(
+        [APE, "run", "simulate", *SMALL, "--rounds", str(rounds), "--output", str(folder), *extra],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def read_progress(folder: Path) -> dict:
+    return json.loads((folder / "progress.json").read_text())
+
+
+def committed_rounds(folder: Path) -> int:
+    """Rounds the folder holds: progress.json, else whole metrics.csv lines (folders of old code)."""
+    try:
+        return read_progress(folder)["rounds"]
+    except (OSError, ValueError):
+        pass
+    try:
+        return max(0, (folder / "metrics.csv").read_text().count("\n") - 1)
+    except OSError:
+        return 0
+
+
+def wait_for_rounds(proc: subprocess.Popen, folder: Path, rounds: int, timeout: float = 600) -> None:
+    deadline = time.monotonic() + timeout
+    while committed_rounds(folder) < rounds:
+        assert proc.poll() is None, f"run ended early: {log_of(folder)}"
+        assert time.monotonic() < deadline, f"no {rounds} rounds in {timeout} s: {log_of(folder)}"
+        time.sleep(0.1)
+
+
+def log_of(folder: Path) -> str:
+    path = folder.parent / f"{folder.name}.log"
+    return path.read_text()[-3000:] if path.exists() else ""
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> int:
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+
+
+def events_of(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.parametrize(("signum", "exit_code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_signal__finishes_the_round_and_writes_the_folder(tmp_path, signum, exit_code):
+    folder = tmp_path / "run"
+    proc = start(folder, 500)
+    wait_for_rounds(proc, folder, 3)
+
+    proc.send_signal(signum)
+    code = finish(proc)
+
+    assert code == exit_code, log_of(folder)
+    summary = json.loads((folder / "summary.json").read_text())
+    rows = read_metrics(folder)
+    assert summary["interrupted"] is True
+    assert summary["stop_signal"] == signal.Signals(signum).name
+    assert 3 <= summary["rounds_completed"] == len(rows) < 500
+    assert summary["tokens_conserved"] is True and summary["event_tokens_match_chain"] is True
+    assert PLOTS <= {p.name for p in folder.iterdir()}
+    assert sum(e["event"] == "RoundSettled" for e in events_of(folder)) == len(rows)
+
+
+def test_kill_9_then_resume__replays_the_recorded_rounds_and_finishes(tmp_path):
+    folder = tmp_path / "run"
+    rounds = 7
+    proc = start(folder, rounds)
+    wait_for_rounds(proc, folder, 3)
+    proc.kill()
+    proc.wait(60)
+    killed_at = committed_rounds(folder)
+    assert 3 <= killed_at < rounds, "the run finished before it could be killed"
+    recorded = read_metrics(folder)[:killed_at]
+    recorded_events = (folder / "events.jsonl").read_bytes()[: read_progress(folder)["ends"][-1][1]]
+    assert not (folder / "summary.json").exists()
+
+    again = start(tmp_path / "again", rounds)  # the same run, uninterrupted, to compare with
+    resumed = subprocess.run([APE, "run", "simulate", "--resume", str(folder)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert finish(again) == 0, log_of(tmp_path / "again")
+
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary["rounds_completed"] == rounds and summary["resumed_at_round"] == killed_at
+    assert summary["interrupted"] is False and summary["tokens_conserved"] is True
+    rows = read_metrics(folder)
+    assert rows[:killed_at] == recorded  # the recorded rounds are kept as they were
+    assert (folder / "events.jsonl").read_bytes().startswith(recorded_events)
+
+    def without_seconds(table):
+        return [{k: v for k, v in row.items() if k != "seconds"} for row in table]
+
+    assert without_seconds(rows) == without_seconds(read_metrics(tmp_path / "again"))
+    assert (folder / "events.jsonl").read_bytes() == (tmp_path / "again" / "events.jsonl").read_bytes()
+
+
+def test_resume__altered_recorded_round__refused_and_folder_unchanged(tmp_path):
+    folder = tmp_path / "run"
+    proc = start(folder, 2)
+    assert finish(proc) == 0, log_of(folder)
+    # pretend the run stopped after round 2 of 3, with round 1's accuracy recorded differently
+    config = json.loads((folder / "config.json").read_text())
+    config["simulation"]["rounds"] = 3
+    (folder / "config.json").write_text(json.dumps(config))
+    text = (folder / "metrics.csv").read_text()
+    lines = text.splitlines(keepends=True)
+    row = next(csv.DictReader(lines))
+    altered = lines[1].replace(row["test_accuracy"], "0.123456", 1)
+    assert len(altered) == len(lines[1])
+    (folder / "metrics.csv").write_text(lines[0] + altered + "".join(lines[2:]))
+    before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
+
+    resumed = subprocess.run([APE, "run", "simulate", "--resume", str(folder)], cwd=ROOT, capture_output=True,
+                             text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    assert resumed.returncode == 1
+    assert "round 1 rerun differs" in resumed.stderr + resumed.stdout
+    assert "Traceback" not in resumed.stderr + resumed.stdout
+    assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
