@@ -92,6 +92,9 @@ class RunRecorder:
         metrics_end, events_end = self._ends[-1]
         metrics = (self.folder / METRICS).read_bytes()[:metrics_end]
         events = (self.folder / EVENTS).read_bytes()[:events_end]
+        if len(metrics) < metrics_end or len(events) < events_end:
+            raise ResumeMismatch(f"{self.folder}: {METRICS} or {EVENTS} is shorter than {PROGRESS} records: "
+                                 "the folder was altered; rerun from scratch into a new --output")
         with open(self.folder / METRICS, "r+b") as fh:
             fh.truncate(metrics_end)  # drop a round written after the last commit
         with open(self.folder / EVENTS, "r+b") as fh:
@@ -129,7 +132,10 @@ class RunRecorder:
         masked = [self._columns.index(c) for c in NOT_REPRODUCIBLE]
 
         def reproducible(text):
-            values = next(csv.reader([text]))
+            try:
+                values = next(csv.reader(io.StringIO(text, newline="")))
+            except (csv.Error, StopIteration):
+                return None
             return [v for i, v in enumerate(values) if i not in masked]
 
         if reproducible(line) != reproducible(recorded_line) or events_text != recorded_events:

@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from fl.simulation.recorder import read_metrics
+from fl.simulation.recorder import ResumeMismatch, read_metrics
+from fl.simulation.rounds import SimulationConfig
+from fl.simulation.runner import resume_simulation, run_simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 APE = str(Path(sys.executable).parent / "ape")
@@ -125,24 +127,19 @@ def test_kill_9_then_resume__replays_the_recorded_rounds_and_finishes(tmp_path):
 
 def test_resume__altered_recorded_round__refused_and_folder_unchanged(tmp_path):
     folder = tmp_path / "run"
-    proc = start(folder, 2)
-    assert finish(proc) == 0, log_of(folder)
+    config = SimulationConfig(clients=5, proposer_fraction=0.4, malicious_ratio=0.2, seed=5, rounds=2)
+    run_simulation(config, folder, progress=False)
     # pretend the run stopped after round 2 of 3, with round 1's accuracy recorded differently
-    config = json.loads((folder / "config.json").read_text())
-    config["simulation"]["rounds"] = 3
-    (folder / "config.json").write_text(json.dumps(config))
-    text = (folder / "metrics.csv").read_text()
-    lines = text.splitlines(keepends=True)
-    row = next(csv.DictReader(lines))
-    altered = lines[1].replace(row["test_accuracy"], "0.123456", 1)
-    assert len(altered) == len(lines[1])
-    (folder / "metrics.csv").write_text(lines[0] + altered + "".join(lines[2:]))
+    recorded = json.loads((folder / "config.json").read_text())
+    recorded["simulation"]["rounds"] = 3
+    (folder / "config.json").write_text(json.dumps(recorded))
+    lines = (folder / "metrics.csv").read_bytes().decode().splitlines(keepends=True)  # keeps the \r\n
+    accuracy = next(csv.DictReader(lines))["test_accuracy"]
+    altered = lines[1].replace(accuracy, accuracy[:-1] + ("1" if accuracy[-1] != "1" else "2"), 1)
+    (folder / "metrics.csv").write_bytes((lines[0] + altered + "".join(lines[2:])).encode())
     before = {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()}
 
-    resumed = subprocess.run([APE, "run", "simulate", "--resume", str(folder)], cwd=ROOT, capture_output=True,
-                             text=True, timeout=600, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    with pytest.raises(ResumeMismatch, match="round 1 rerun differs"):
+        resume_simulation(folder, progress=False)
 
-    assert resumed.returncode == 1
-    assert "round 1 rerun differs" in resumed.stderr + resumed.stdout
-    assert "Traceback" not in resumed.stderr + resumed.stdout
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before

@@ -110,3 +110,12 @@ def test_non_empty_folder__refused_with_the_resume_hint(tmp_path):
 
     with pytest.raises(RunFolderExists, match="--resume"):
         recorder_module.check_new_folder(folder)
+
+
+def test_reopen__files_shorter_than_recorded__resume_mismatch(tmp_path):
+    folder = tmp_path / "run"
+    two_rounds(folder)
+    (folder / "events.jsonl").write_text("")
+
+    with pytest.raises(ResumeMismatch, match="altered"):
+        RunRecorder.reopen(folder)
