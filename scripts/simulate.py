@@ -133,6 +133,9 @@ def cli(output, resume, **options):
             summary = run_simulation(config, folder, progress=True)
     except (DataError, RunFolderExists, ModelUnavailable, CannotResume, ResumeMismatch) as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:  # a second Ctrl-C before any round was recorded
+        click.echo("stopped before the first round finished: no summary written", err=True)
+        raise SystemExit(130) from None
     click.echo(json.dumps({k: summary[k] for k in _HEADLINE if k in summary}, indent=2))
     click.echo(f"run folder: {folder}")
     if summary.get("stop_signal"):

@@ -52,7 +52,7 @@ def wait_for_rounds(proc: subprocess.Popen, folder: Path, rounds: int, timeout: 
     while committed_rounds(folder) < rounds:
         assert proc.poll() is None, f"run ended early: {log_of(folder)}"
         assert time.monotonic() < deadline, f"no {rounds} rounds in {timeout} s: {log_of(folder)}"
-        time.sleep(0.1)
+        time.sleep(0.02)
 
 
 def log_of(folder: Path) -> str:
@@ -76,7 +76,7 @@ def events_of(folder: Path) -> list[dict]:
 def test_signal__finishes_the_round_and_writes_the_folder(tmp_path, signum, exit_code):
     folder = tmp_path / "run"
     proc = start(folder, 500)
-    wait_for_rounds(proc, folder, 3)
+    wait_for_rounds(proc, folder, 2)
 
     proc.send_signal(signum)
     code = finish(proc)
@@ -86,7 +86,7 @@ def test_signal__finishes_the_round_and_writes_the_folder(tmp_path, signum, exit
     rows = read_metrics(folder)
     assert summary["interrupted"] is True
     assert summary["stop_signal"] == signal.Signals(signum).name
-    assert 3 <= summary["rounds_completed"] == len(rows) < 500
+    assert 2 <= summary["rounds_completed"] == len(rows) < 500
     assert summary["tokens_conserved"] is True and summary["event_tokens_match_chain"] is True
     assert PLOTS <= {p.name for p in folder.iterdir()}
     assert sum(e["event"] == "RoundSettled" for e in events_of(folder)) == len(rows)
@@ -94,13 +94,13 @@ def test_signal__finishes_the_round_and_writes_the_folder(tmp_path, signum, exit
 
 def test_kill_9_then_resume__replays_the_recorded_rounds_and_finishes(tmp_path):
     folder = tmp_path / "run"
-    rounds = 7
+    rounds = 6
     proc = start(folder, rounds)
-    wait_for_rounds(proc, folder, 3)
+    wait_for_rounds(proc, folder, 2)
     proc.kill()
     proc.wait(60)
     killed_at = committed_rounds(folder)
-    assert 3 <= killed_at < rounds, "the run finished before it could be killed"
+    assert 2 <= killed_at < rounds, "the run finished before it could be killed"
     recorded = read_metrics(folder)[:killed_at]
     recorded_events = (folder / "events.jsonl").read_bytes()[: read_progress(folder)["ends"][-1][1]]
     assert not (folder / "summary.json").exists()
@@ -143,3 +143,28 @@ def test_resume__altered_recorded_round__refused_and_folder_unchanged(tmp_path):
         resume_simulation(folder, progress=False)
 
     assert {p.name: p.read_bytes() for p in folder.iterdir() if p.is_file()} == before
+
+
+def test_sigterm_to_experiment_sweep__the_running_simulation_writes_its_folder(tmp_path):
+    results = tmp_path / "results"
+    log = open(tmp_path / "sweep.log", "w")
+    proc = subprocess.Popen(
+        [APE, "run", "experiment", "sweep", "--results", str(results), "--methods", "protocol", "--ratios", "0.2",
+         "--seeds", "1", "--survival-stakes", "", "--voter-ratio", "0", "--clients", "5", "--rounds", "500"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    deadline = time.monotonic() + 600
+    while not any(committed_rounds(p.parent) >= 2 for p in results.rglob("progress.json")):
+        assert proc.poll() is None, (tmp_path / "sweep.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
+        time.sleep(0.05)
+
+    proc.send_signal(signal.SIGTERM)
+    code = finish(proc)
+
+    assert code == 143, (tmp_path / "sweep.log").read_text()[-3000:]
+    (run,) = [p.parent for p in results.rglob("progress.json")]
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["stop_signal"] == "SIGTERM"
+    assert 2 <= summary["rounds_completed"] == len(read_metrics(run)) < 500
+    assert json.loads((results / "sweep.json").read_text())["sessions"][-1].get("interrupted") is True
