@@ -105,8 +105,8 @@ def run_simulation(config: SimulationConfig, folder: Path, progress: bool = True
         return _run_simulation(config, folder, progress, keep_updates)
 
 
-def resume_config(folder: Path) -> SimulationConfig:
-    """The configuration recorded in a run folder's config.json."""
+def resume_config(folder: Path) -> tuple[SimulationConfig, str | None]:
+    """The configuration and network recorded in a run folder's config.json."""
     import json
 
     path = Path(folder) / CONFIG
@@ -115,7 +115,16 @@ def resume_config(folder: Path) -> SimulationConfig:
     recorded = json.loads(path.read_text())
     if "simulation" not in recorded:
         raise CannotResume(f"{folder} was not written by `ape run simulate` (a baseline run?): nothing to resume")
-    return SimulationConfig(**recorded["simulation"])
+    return SimulationConfig(**recorded["simulation"]), recorded.get("network")
+
+
+def rerun_command(config: SimulationConfig, network: str | None) -> str:
+    """The `ape run simulate` command that runs `config` again from scratch."""
+    defaults = SimulationConfig()
+    options = [f"--{name.replace('_', '-')} {value}" for name, value in asdict(config).items()
+               if value != getattr(defaults, name) and value is not None and name != "batch_size"]
+    network_option = [f"--network {network}"] if network else []
+    return " ".join(["ape run simulate", *options, *network_option, "--output NEW_FOLDER"])
 
 
 def resume_simulation(folder: Path, progress: bool = True, keep_updates: bool = False) -> dict:
@@ -125,14 +134,19 @@ def resume_simulation(folder: Path, progress: bool = True, keep_updates: bool = 
     configuration from scratch on a fresh embedded chain, checks that every recorded round
     comes out identical (metrics but wall time, and every event byte for byte; else
     ``ResumeMismatch`` and the folder is left as it was), then records the remaining rounds.
-    On any other chain the recorded chain state cannot be proven to match: ``CannotResume``.
+    A run recorded on another chain (anvil: random prevrandao, its node gone or moved on)
+    cannot be proven to continue the same state: ``CannotResume`` with the command to rerun it.
     """
-    config = resume_config(folder)
+    config, recorded_network = resume_config(folder)
+    if recorded_network not in (None, EMBEDDED_CHAIN):
+        raise CannotResume(
+            f"{folder} ran on {recorded_network}, whose chain state cannot be proven to match: "
+            f"rerun it from scratch with `{rerun_command(config, recorded_network)}`"
+        )
     if network_name() != EMBEDDED_CHAIN:
         raise CannotResume(
-            f"--resume needs the embedded chain ({network_name()} cannot be proven to hold the run's "
-            f"state): rerun with `ape run simulate --resume {folder}` (no --network), or from scratch "
-            "with the options in its config.json and a new --output"
+            f"--resume replays the run on the embedded chain: add --network {EMBEDDED_CHAIN} "
+            f"(or rerun from scratch with `{rerun_command(config, network_name())}`)"
         )
     with isolated_embedded_run(config.seed):
         return _run_simulation(config, folder, progress, keep_updates, resume=True)
@@ -162,7 +176,7 @@ def _run_until_stopped(config, folder, progress, keep_updates, resume, stop: Sig
         recorder = RunRecorder(
             folder,
             {"simulation": asdict(config), "voter_score": task_of(config).score_name(config),
-             "protocol": asdict(params), "python": platform.python_version()},
+             "protocol": asdict(params), "python": platform.python_version(), "network": network_name()},
         )
 
     initial_hash = hash_state(state_of(task_of(config).make_model(data, config.seed)))

@@ -3,6 +3,7 @@ embedded chain. Signals are sent once the run folder holds a few committed round
 timed), so the tests do not depend on the machine's speed."""
 
 import csv
+import dataclasses
 import json
 import os
 import signal
@@ -15,7 +16,7 @@ import pytest
 
 from fl.simulation.recorder import ResumeMismatch, read_metrics
 from fl.simulation.rounds import SimulationConfig
-from fl.simulation.runner import resume_simulation, run_simulation
+from fl.simulation.runner import CannotResume, resume_simulation, run_simulation
 
 ROOT = Path(__file__).resolve().parents[2]
 APE = str(Path(sys.executable).parent / "ape")
@@ -168,3 +169,18 @@ def test_sigterm_to_experiment_sweep__the_running_simulation_writes_its_folder(t
     assert summary["interrupted"] is True and summary["stop_signal"] == "SIGTERM"
     assert 2 <= summary["rounds_completed"] == len(read_metrics(run)) < 500
     assert json.loads((results / "sweep.json").read_text())["sessions"][-1].get("interrupted") is True
+
+
+def test_resume_of_a_run_on_anvil__refused_with_the_command_to_rerun(tmp_path):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    config = SimulationConfig(clients=7, rounds=9, seed=4)
+    (folder / "config.json").write_text(json.dumps({"simulation": dataclasses.asdict(config),
+                                                    "network": "ethereum:local:foundry"}))
+
+    with pytest.raises(CannotResume) as error:
+        resume_simulation(folder, progress=False)
+
+    message = str(error.value)
+    assert "cannot be proven" in message and "\n" not in message
+    assert "ape run simulate --clients 7 --rounds 9 --seed 4 --network ethereum:local:foundry --output" in message
