@@ -147,7 +147,7 @@ def test_huge_blob__rejected_before_it_is_read_whole(store, reference):
     started = time.monotonic()
 
     assert_voter_rejects(store, digest, reference, InvalidUpdateError)
-    assert time.monotonic() - started < 5
+    assert time.monotonic() - started < 60  # reading 16 GiB would take far longer (or exhaust memory)
 
 
 def test_oversized_valid_safetensors__rejected(store, reference):
@@ -387,7 +387,7 @@ def test_fsspec_slow_read__times_out_as_unavailable(reference):
     started = time.monotonic()
     with pytest.raises(BlobUnavailableError, match="timed out"):
         store.load_update(digest, reference)
-    assert time.monotonic() - started < 10
+    assert time.monotonic() - started < 25  # the read hangs for 30 s
 
 
 def test_fsspec_directory_and_huge_blob__rejected(reference):
