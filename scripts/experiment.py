@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -37,6 +39,52 @@ def sweep_options(command):
         if param.name != "malicious_ratio":
             command.__click_params__ = getattr(command, "__click_params__", []) + [param]
     return command
+
+
+class _SweepStop:
+    """SIGINT/SIGTERM during a sweep: raise KeyboardInterrupt in the main thread (Ape's own
+    handler would sys.exit(130) past the sweep's bookkeeping) and pass the signal on to the
+    running `ape run simulate` processes, which finish their round and write their folders.
+    A Ctrl-C typed in the terminal already reached them (same process group): not sent twice."""
+
+    def __init__(self):
+        self.signum = None
+
+    def handle(self, signum, frame):
+        first = self.signum is None
+        self.signum = signum
+        if not _terminal_delivered(signum):
+            for pid in _child_pids():
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    pass
+        if first:
+            raise KeyboardInterrupt
+
+    def install(self):
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, self.handle)
+
+
+def _terminal_delivered(signum) -> bool:
+    if signum != signal.SIGINT:
+        return False
+    try:
+        return os.tcgetpgrp(sys.stdin.fileno()) == os.getpgrp()
+    except (OSError, ValueError):
+        return False
+
+
+def _child_pids() -> list[int]:
+    """This process's child processes (Linux /proc; none elsewhere)."""
+    pids = []
+    for task in Path("/proc/self/task").glob("*"):
+        try:
+            pids += [int(p) for p in (task / "children").read_text().split()]
+        except OSError:
+            pass
+    return pids
 
 
 def _floats(text: str) -> list[float]:
@@ -182,6 +230,8 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         click.echo(f"sweep done in {time.perf_counter() - started:.0f} s -> {results}")
         return
     torch.set_num_threads(1)  # tiny models: one thread is several times faster on a shared machine
+    stop = _SweepStop()
+    stop.install()
     # Protocol runs (each its own `ape run simulate` process, the slow part) go to `jobs` workers;
     # the baselines run meanwhile in one worker thread of this process. Both in plan order (seed by
     # seed), so a sweep cut short has whole seeds.
@@ -198,13 +248,15 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
                 done(spec, error=exc)
     except KeyboardInterrupt:
         session["interrupted"] = True
-        click.echo("\ninterrupted: finished runs are kept; run the same command to resume")
+        click.echo("\ninterrupted: the running simulations finish their round and write their folders; "
+                   "finished runs are kept; run the same command to resume")
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         baseline_pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
         save_session()
-    if failures:
+    if session.get("interrupted"):
+        raise SystemExit(128 + (stop.signum or signal.SIGINT))  # 130 SIGINT, 143 SIGTERM
         raise click.ClickException(f"{len(failures)} runs failed: {', '.join(failures)}; rerun to retry them")
     click.echo(f"sweep done in {time.perf_counter() - started:.0f} s -> {results}")
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import platform
+import signal
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -106,32 +107,52 @@ def config_from_options(options: dict) -> SimulationConfig:
 @simulation_options
 @click.option("--output", default=None, type=click.Path(file_okay=False),
               help="Run folder to write (must be new or empty). Default: runs/simulate-<time>.")
-def cli(output, **options):
+@click.option("--resume", "resume", default=None, type=click.Path(file_okay=False),
+              help="Continue the run in this folder (killed or stopped) from its last complete round, with "
+                   "the options in its config.json (other options are ignored). Embedded chain only: its "
+                   "chain is gone, so the run is replayed from scratch and every recorded round is checked "
+                   "to come out identical (metrics but wall time, events byte for byte) before new rounds "
+                   "are added; any difference stops with the folder unchanged.")
+def cli(output, resume, **options):
     """Deploy the contracts on a development chain (a fresh anvil by default, or --network),
     give every client an Ape account and --stake tokens, and run --rounds rounds of the full
     protocol with real training: random proposers, commit-reveal votes, rewards and slashes.
 
     Writes a run folder: config.json, metrics.csv, events.jsonl (on-chain events),
-    summary.json and PNG plots. Ctrl-C stops after writing the rounds that finished.
+    progress.json (the rounds committed), summary.json and PNG plots. Ctrl-C or SIGTERM finishes
+    the current round, writes the folder for the rounds done (summary.json: interrupted) and exits
+    130 or 143; a second Ctrl-C stops at once. A kill -9 leaves whole rounds: see --resume.
     """
     from fl.learning.cnn import ModelUnavailable
     from fl.learning.data import DataError
-    from fl.simulation.recorder import RunFolderExists
-    from fl.simulation.runner import run_simulation  # imported late so --help is fast
+    from fl.simulation.recorder import ResumeMismatch, RunFolderExists
+    from fl.simulation.runner import CannotResume, resume_simulation, run_simulation  # late: fast --help
 
-    config = config_from_options(options)
-    folder = Path(output) if output else Path("runs") / f"simulate-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+    if resume and output:
+        raise click.UsageError("--resume continues FOLDER in place: drop --output")
     try:
-        summary = run_simulation(config, folder, progress=True)
-    except (DataError, RunFolderExists, ModelUnavailable) as exc:
+        if resume:
+            folder = Path(resume)
+            summary = resume_simulation(folder, progress=True)
+        else:
+            config = config_from_options(options)
+            folder = Path(output) if output else Path("runs") / f"simulate-{datetime.now(timezone.utc):%Y%m%d-%H%M%S}"
+            summary = run_simulation(config, folder, progress=True)
+    except (DataError, RunFolderExists, ModelUnavailable, CannotResume, ResumeMismatch) as exc:
         raise click.ClickException(str(exc)) from None
+    except KeyboardInterrupt:  # a second Ctrl-C before any round was recorded
+        click.echo("stopped before the first round finished: no summary written", err=True)
+        raise SystemExit(130) from None
     click.echo(json.dumps({k: summary[k] for k in _HEADLINE if k in summary}, indent=2))
     click.echo(f"run folder: {folder}")
+    if summary.get("stop_signal"):
+        raise SystemExit(128 + signal.Signals[summary["stop_signal"]].value)  # 130 SIGINT, 143 SIGTERM
 
 
 _HEADLINE = (
-    "rounds_completed", "interrupted", "final_test_accuracy", "final_test_auroc", "accepted_rounds",
-    "rejected_rounds", "malicious_proposals_rejected_pct", "honest_proposals_rejected_pct", "removed_honest",
-    "removed_malicious", "active_honest", "active_malicious", "tokens_conserved", "global_model_hash_matches",
+    "rounds_completed", "interrupted", "stop_signal", "resumed_at_round", "final_test_accuracy", "final_test_auroc",
+    "accepted_rounds", "rejected_rounds", "malicious_proposals_rejected_pct", "honest_proposals_rejected_pct",
+    "removed_honest", "removed_malicious", "active_honest", "active_malicious", "tokens_conserved",
+    "global_model_hash_matches",
     "wall_seconds",
 )

@@ -120,6 +120,11 @@ def load_kaggle_csv(path: str) -> pd.DataFrame:
     missing value in them (paper Sec. 5.1.1). Percent strings ("13.56%") are parsed.
     """
     file = Path(path)
+    if file.is_dir():
+        raise DataError(
+            f"{path} is a directory: pass the Kaggle Lending Club CSV file itself "
+            "(accepted_2007_to_2018Q4.csv.gz or loan.csv)"
+        )
     if not file.is_file():
         raise DataError(
             f"Lending Club file not found: {path}; download the Kaggle file "
@@ -153,20 +158,34 @@ def load_kaggle_csv(path: str) -> pd.DataFrame:
         frame[column] = raw[column].astype("string").str.strip().astype(object)
         frame.loc[raw[column].isna(), column] = np.nan
     frame[TARGET] = status[raw.index].map(KAGGLE_LABELS).astype(np.int64)
+    unusable = [c for c in KAGGLE_NUMERIC_COLUMNS if len(frame) and frame[c].isna().all()]
+    if unusable:
+        raise DataError(
+            f"{path}: the column(s) {unusable} hold no finite number in any 'Fully Paid' or "
+            "'Charged Off' loan; check that it is the Kaggle Lending Club loan file"
+        )
     frame = frame.dropna().reset_index(drop=True)
     if frame.empty:
         raise DataError(
             f"{path} has no complete 'Fully Paid' or 'Charged Off' loans; check that it "
             "is the Kaggle Lending Club loan file"
         )
+    missing_labels = [label for label, value in KAGGLE_LABELS.items() if not (frame[TARGET] == value).any()]
+    if missing_labels:
+        raise DataError(
+            f"{path} has no complete {' or '.join(repr(m) for m in missing_labels)} loans: training "
+            "needs both 'Fully Paid' and 'Charged Off' loans; pass a larger part of the Kaggle file"
+        )
     return frame
 
 
 def _to_number(column: pd.Series) -> pd.Series:
-    """Numbers as float; "13.56%" -> 13.56; anything unparseable becomes NaN (dropped)."""
+    """Numbers as float; "13.56%" -> 13.56; anything unparseable or infinite ("inf", 1e999)
+    becomes NaN (its row is dropped)."""
     if not pd.api.types.is_numeric_dtype(column):
         column = column.astype(str).str.strip().str.rstrip("%")
-    return pd.to_numeric(column, errors="coerce").astype(np.float64)
+    numbers = pd.to_numeric(column, errors="coerce").astype(np.float64)
+    return numbers.where(np.isfinite(numbers))
 
 
 def make_federated_data(
@@ -192,23 +211,36 @@ def make_federated_data(
     Columns are ordered numeric first, then one-hot (see ``feature_names``).
     """
     if TARGET not in df.columns:
-        raise ValueError(f"the frame needs a binary '{TARGET}' column")
+        raise DataError(f"the frame needs a binary '{TARGET}' column")
     if not 0.0 < test_fraction < 1.0 or not 0.0 < val_fraction < 1.0:
-        raise ValueError("test_fraction and val_fraction must lie strictly between 0 and 1")
+        raise DataError("test_fraction and val_fraction must lie strictly between 0 and 1")
     if num_clients < 2:
-        raise ValueError(f"num_clients must be at least 2, got {num_clients}")
+        raise DataError(f"num_clients must be at least 2, got {num_clients}")
     labels = df[TARGET].to_numpy()
     if not np.isin(labels, (0, 1)).all():
-        raise ValueError(f"'{TARGET}' must hold only 0 and 1")
+        raise DataError(f"'{TARGET}' must hold only 0 and 1")
+    numeric = df.drop(columns=[TARGET]).select_dtypes(include="number")
+    infinite = [str(c) for c in numeric.columns if not np.isfinite(numeric[c].to_numpy(dtype=np.float64)).all()]
+    if infinite:
+        raise DataError(f"the column(s) {infinite} hold NaN or infinite values: drop or fix those rows first")
+
+    # Test rows are held out first; the rest must give every client MIN_ROWS_PER_CLIENT rows.
+    train_count = len(df) - max(1, int(round(test_fraction * len(df))))
+    rows_per_client = max(train_count, 0) // num_clients
+    if rows_per_client < MIN_ROWS_PER_CLIENT:
+        fit = max(train_count, 0) // MIN_ROWS_PER_CLIENT
+        raise DataError(
+            f"{len(df)} loans leave {max(train_count, 0)} training rows, {rows_per_client} rows per client for "
+            f"{num_clients} clients; each client needs at least {MIN_ROWS_PER_CLIENT}: use at most "
+            f"{fit} clients (--clients) or a data file with more loans"
+            if fit >= 2 else
+            f"{len(df)} loans are too few for a federated run (each of at least 2 clients needs "
+            f"{MIN_ROWS_PER_CLIENT} training rows): pass a data file with more loans"
+        )
 
     all_rows = np.arange(len(df))
     train_rows, test_rows = _split_rows(all_rows, labels, test_fraction, seed)
     rows_per_client = len(train_rows) // num_clients
-    if rows_per_client < MIN_ROWS_PER_CLIENT:
-        raise ValueError(
-            f"{len(train_rows)} training rows give {rows_per_client} rows per client for "
-            f"{num_clients} clients; each client needs at least {MIN_ROWS_PER_CLIENT}"
-        )
 
     features = df.drop(columns=[TARGET])
     encoder = _fit_encoder(features.iloc[train_rows])

@@ -207,3 +207,63 @@ def test_load_lending_club__corrupt_gzip__data_error(tmp_path):
 
 def test_data_error__is_a_value_error():
     assert issubclass(DataError, ValueError)
+
+
+# --- bad input: one DataError that says what is wrong and what to do ----------------------------
+
+
+def test_make_federated_data__too_few_rows__data_error_says_how_many_clients_fit(loan_frame):
+    with pytest.raises(DataError, match=r"at most 16 clients|--clients"):
+        make_federated_data(loan_frame.head(100), 50, seed=0)
+
+
+@pytest.mark.parametrize("rows", [1, 2, 5])
+def test_make_federated_data__a_handful_of_rows__data_error(loan_frame, rows):
+    with pytest.raises(DataError):
+        make_federated_data(loan_frame.head(rows), 2, seed=0)
+
+
+@pytest.mark.parametrize("bad", ["inf", "-inf", "Infinity", "nan", "1e999"])
+def test_load_lending_club__non_finite_number__row_dropped(tmp_path, bad):
+    rows = [kaggle_row("Fully Paid"), kaggle_row("Charged Off", annual_inc=bad), kaggle_row("Charged Off")]
+    path = write_kaggle(tmp_path / "loans.csv", rows)
+
+    actual = load_lending_club(path)
+
+    assert actual["target"].tolist() == [0, 1]
+    assert np.isfinite(actual[list(KAGGLE_NUMERIC_COLUMNS)].to_numpy()).all()
+
+
+def test_load_lending_club__column_without_any_number__data_error_names_it(tmp_path):
+    rows = [kaggle_row("Fully Paid", dti="inf"), kaggle_row("Charged Off", dti="n/a")]
+    path = write_kaggle(tmp_path / "loans.csv", rows)
+
+    with pytest.raises(DataError, match="dti"):
+        load_lending_club(path)
+
+
+def test_load_lending_club__one_class_only__data_error(tmp_path):
+    path = write_kaggle(tmp_path / "loans.csv", [kaggle_row("Fully Paid"), kaggle_row("Fully Paid")])
+
+    with pytest.raises(DataError, match="Charged Off"):
+        load_lending_club(path)
+
+
+def test_load_lending_club__directory__data_error(tmp_path):
+    with pytest.raises(DataError, match="directory"):
+        load_lending_club(str(tmp_path))
+
+
+def test_load_lending_club__empty_file__data_error(tmp_path):
+    (tmp_path / "loans.csv").write_text("")
+
+    with pytest.raises(DataError, match="cannot read"):
+        load_lending_club(str(tmp_path / "loans.csv"))
+
+
+def test_make_federated_data__non_finite_feature__data_error(loan_frame):
+    frame = loan_frame.copy()
+    frame.loc[3, "amount"] = np.inf
+
+    with pytest.raises(DataError, match="amount"):
+        make_federated_data(frame, NUM_CLIENTS, seed=0)

@@ -1,5 +1,7 @@
 import hashlib
+import os
 import uuid
+from pathlib import Path
 
 import pytest
 import torch
@@ -182,3 +184,33 @@ def test_update_store__memory_url__round_trip(reference):
     store.fs.pipe_file(store.blob_path(h), b"tampered")
     with pytest.raises(BlobIntegrityError):
         store.get(h)
+
+
+def test_update_store__blob_mode__readable_by_other_users(store, reference):
+    h = store.put_state(reference)
+
+    assert os.stat(store.blob_path(h)).st_mode & 0o777 == 0o644
+
+
+def test_update_store__garbage_planted_at_the_hash__put_replaces_it(store, reference):
+    data = serialize(reference)
+    h = content_hash(data)
+    with open(store.blob_path(h), "wb") as fh:
+        fh.write(b"planted before the honest write")
+
+    assert store.put(data) == h
+    assert store.get(h) == data
+
+
+def test_update_store__directory_planted_at_the_hash__put_raises_store_error(store, reference):
+    data = serialize(reference)
+    os.mkdir(store.blob_path(content_hash(data)))
+    (Path(store.blob_path(content_hash(data))) / "x").write_bytes(b"1")
+
+    with pytest.raises(StoreError):
+        store.put(data)
+
+
+def test_update_store__bad_digest__store_error(store):
+    with pytest.raises(StoreError):
+        store.get("0xnothex")
