@@ -88,8 +88,8 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     survival runs (other proposer stakes) and the malicious-voter runs. Baselines run in this
     process; each protocol run is one `ape run simulate` process on a fresh chain.
 
-    Unless --attack is given, malicious clients only poison proposals (the paper's Sec. 5.2.2
-    setting); the voter runs use --attack voter. Runs whose folder holds a finished summary.json
+    Unless --malicious-roles is given, malicious clients only poison proposals (the paper's Sec. 5.2.2
+    setting); the voter runs use --malicious-roles voter. Runs whose folder holds a finished summary.json
     are skipped, so the same command resumes an interrupted sweep.
     """
     import torch
@@ -98,8 +98,8 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     import fl.experiments.sweep
     from fl.experiments.sweep import finalize_orphan, is_done, plan_sweep, run_one, update_sweep_log
 
-    if ctx.get_parameter_source("attack") == ParameterSource.DEFAULT:
-        options["attack"] = "proposer"
+    if ctx.get_parameter_source("malicious_roles") == ParameterSource.DEFAULT:
+        options["malicious_roles"] = "proposer"
     base = config_from_options(options)
     seeds = list(range(base.seed, base.seed + num_seeds))
     extra = seeds if extra_seeds is None else seeds[:extra_seeds]

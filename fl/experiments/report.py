@@ -248,7 +248,7 @@ def task_section(sweep: Sweep, figures: Path, out: Path) -> list[str]:
         f"{', '.join(f'{r:g}' for r in sweep.ratios)}; stake {config['stake']:g}, proposer stake "
         f"{config['proposer_stake']:g}, voter stake {config['voter_stake']:g}, proposer reward "
         f"{config['proposer_reward']:g}, proposer fraction {config['proposer_fraction']:g}, epsilon "
-        f"{config['epsilon']:g}, voters' score `{voter_score(config)}`, attack `{config['attack']}`, "
+        f"{config['epsilon']:g}, voters' score `{voter_score(config)}`, malicious roles `{config.get('malicious_roles', config['attack'])}`, "
         f"{config['local_epochs']} local epoch(s), lr {config['lr']:g}"
         + (f", Dirichlet alpha {config['dirichlet_alpha']:g}" if task != "lending" else "") + ".",
         "",

@@ -21,7 +21,10 @@ from typing import Callable, Protocol, Sequence
 import torch
 
 from fl.defences.aggregate import fedavg
-from fl.attacks.behaviours import Behaviour, assign_malicious, behaviour_for, decide_vote, make_proposal
+from fl.attacks.behaviours import (
+    IMAGE_ONLY_ATTACKS, MALICIOUS_ROLES, PROPOSER_ATTACKS, VOTER_ATTACKS, Behaviour, Proposer, assign_malicious,
+    backdoor_success_rate, behaviour_for, decide_vote, make_round_proposals,
+)
 from fl.learning.data import ClientData, FederatedData, load_lending_club, make_federated_data
 from fl.learning.model import evaluate, init_model, load_state, score
 from fl.learning.store import StoreError, UpdateStore, hash_state
@@ -50,7 +53,9 @@ class SimulationConfig:
     lr: float = 1e-3
     batch_size: int = 128
     score: str = "accuracy"
-    attack: str = "both"
+    malicious_roles: str = "both"  # which roles malicious clients attack in: proposer | voter | both
+    attack: str = "label_flip"  # what a malicious proposer submits (fl.attacks.behaviours.PROPOSER_ATTACKS)
+    voter_attack: str = "against_evidence"  # how a malicious voter votes (VOTER_ATTACKS)
     seed: int = 0
     data_file: str | None = None
     task: str = "lending"  # lending (tabular MLP) | fmnist (non-IID images, CNN) | chestxray
@@ -71,7 +76,11 @@ class SimulationConfig:
             (self.local_epochs >= 1, "local epochs must be at least 1"),
             (self.lr > 0, "learning rate must be positive"),
             (self.score in ("accuracy", "balanced_accuracy", "auroc"), "score must be accuracy, balanced_accuracy or auroc"),
-            (self.attack in ("proposer", "voter", "both"), "attack must be proposer, voter or both"),
+            (self.malicious_roles in MALICIOUS_ROLES, "malicious roles must be proposer, voter or both"),
+            (self.attack in PROPOSER_ATTACKS, f"attack must be one of {', '.join(PROPOSER_ATTACKS)}"),
+            (self.voter_attack in VOTER_ATTACKS, f"voter attack must be one of {', '.join(VOTER_ATTACKS)}"),
+            (self.attack not in IMAGE_ONLY_ATTACKS or self.task != "lending",
+             f"attack {self.attack} needs an image task (fmnist)"),
             (self.task in TASKS, f"task must be one of {', '.join(TASKS)}"),
             (self.dirichlet_alpha > 0, "dirichlet alpha must be positive"),
             (self.samples_per_client >= 2, "samples per client must be at least 2"),
@@ -116,6 +125,7 @@ class RoundRecord:
     gas: int
     seconds: float
     global_model_hash: str
+    attack_success_rate: float = float("nan")  # backdoor runs: triggered test images classified as the target
 
 
 class Ledger(Protocol):
@@ -143,8 +153,10 @@ def load_federated_data(config: SimulationConfig) -> FederatedData:
 
 def make_clients(data: FederatedData, addresses: Sequence[str], config: SimulationConfig) -> list[SimClient]:
     flags = assign_malicious(config.clients, config.malicious_ratio, config.seed)
+    bloc = [addresses[i] for i in range(config.clients) if flags[i]]
     return [
-        SimClient(i, addresses[i], data.clients[i], flags[i], behaviour_for(flags[i], config.attack))
+        SimClient(i, addresses[i], data.clients[i], flags[i],
+                  behaviour_for(flags[i], config.malicious_roles, config.attack, config.voter_attack, bloc))
         for i in range(config.clients)
     ]
 
@@ -285,21 +297,17 @@ def run_protocol(
         run.ever_proposed.update(opening.proposers)
 
         # 2. Propose: train from the global model, publish bytes to the store and the hash on chain.
-        proposals = []
-        for address in opening.proposers:
-            client = by_address[address]
-            update = make_proposal(
-                run.global_state,
-                client.data.train,
-                client.behaviour,
-                epochs=config.local_epochs,
-                lr=config.lr,
-                seed=derived_seed(config.seed, r, client.index),
-                num_features=data.num_features,
-                template=template,
-                train=task.train,
-            )
-            proposals.append((address, store.put_state(update), len(client.data.train.y)))
+        drawn = [by_address[address] for address in opening.proposers]
+        updates = make_round_proposals(
+            run.global_state,
+            [Proposer(c.data.train, c.behaviour, derived_seed(config.seed, r, c.index)) for c in drawn],
+            epochs=config.local_epochs,
+            lr=config.lr,
+            num_features=data.num_features,
+            template=template,
+            train=task.train,
+        )
+        proposals = [(c.address, store.put_state(u), len(c.data.train.y)) for c, u in zip(drawn, updates)]
         ledger.propose(r, proposals)
         ledger.advance_to(opening.proposal_deadline)
 
@@ -311,7 +319,7 @@ def run_protocol(
             current = scores.get(run.global_hash, run.global_state, client)
             # A proposal that is missing, tampered with or malformed makes the aggregate unusable.
             candidate = float("-inf") if aggregate is None else scores.get(aggregate_hash, aggregate, client)
-            accept = decide_vote(candidate, current, config.epsilon, client.behaviour)
+            accept = decide_vote(candidate, current, config.epsilon, client.behaviour, opening.proposers)
             salt = salts.getrandbits(256).to_bytes(32, "big")
             ballots.append((address, Vote.ACCEPT if accept else Vote.REJECT, aggregate_hash, salt))
         ledger.commit(r, [(a, commitment_for(r, a, v, h, s)) for a, v, h, s in ballots])
@@ -326,10 +334,13 @@ def run_protocol(
             run.tokens[address] += rewarded - slashed
         run.pool_tokens = ledger.pool_tokens()
 
-        metrics = task.evaluate(load_state(template, run.global_state), data.test)
+        model = load_state(template, run.global_state)
+        metrics = task.evaluate(model, data.test)
         record = summarise_round(
             r, settlement, opening, clients, run, metrics, ledger.total_gas - gas_before, started
         )
+        if config.attack == "backdoor":
+            record.attack_success_rate = backdoor_success_rate(model, data.test)
         records.append(record)
         if on_round:
             on_round(record, {"problem": problem, "tokens": dict(run.tokens)})
