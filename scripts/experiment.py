@@ -28,13 +28,14 @@ def _load_simulate():
 
 _simulate = _load_simulate()
 config_from_options = _simulate.config_from_options
+CHAINLESS_DEFENCES_DEFAULT = ("fedavg", "median", "trimmed_mean", "krum", "multi_krum", "bulyan", "centered_clipping")
 
 
-def sweep_options(command):
+def sweep_options(command, without=("malicious_ratio",)):
     """simulate's options, less --malicious-ratio (the sweep takes --ratios)."""
     holder = _simulate.simulation_options(lambda **kwargs: None)
     for param in holder.__click_params__:
-        if param.name != "malicious_ratio":
+        if param.name not in without:
             command.__click_params__ = getattr(command, "__click_params__", []) + [param]
     return command
 
@@ -179,6 +180,75 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     if failures:
         raise click.ClickException(f"{len(failures)} runs failed: {', '.join(failures)}; rerun to retry them")
     click.echo(f"sweep done in {time.perf_counter() - started:.0f} s -> {results}")
+
+
+def benchmark_options(command):
+    """simulate's options less the ones the grid sets itself (ratio, attack, malicious roles)."""
+    return sweep_options(command, without=("malicious_ratio", "attack", "malicious_roles"))
+
+
+@cli.command(short_help="Run the defence benchmark: attacks x defences x ratios x seeds (resumable)")
+@benchmark_options
+@click.option("--results", default=None, type=click.Path(file_okay=False),
+              help="Folder of the grid's run folders (<defence>/<attack>/ratio-<r>/seed-<s>). "
+                   "Default: results/benchmark-<task>.")
+@click.option("--defences", default=",".join(CHAINLESS_DEFENCES_DEFAULT), show_default=True,
+              help="Columns, comma-separated: fedavg, median, trimmed_mean, krum, multi_krum, bulyan, "
+                   "centered_clipping (chainless, no Ape), protocol-aggregate (the paper's vote on the FedAvg "
+                   "of all proposals), protocol-per-proposal, protocol-per-proposal+<aggregator> (on chain), "
+                   "or `all`.")
+@click.option("--attacks", "attack_names", default=None,
+              help="Rows, comma-separated (default: none and every proposer attack the task allows, "
+                   "min_max excepted).")
+@click.option("--ratios", default="0.2,0.4", show_default=True, help="Malicious ratios, comma-separated.")
+@click.option("--seeds", "num_seeds", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Seeds per cell (--seed .. --seed + N - 1).")
+@click.option("--best-aggregator", default="auto", show_default=True,
+              help="The aggregator of `all`'s protocol-per-proposal+<aggregator> column; auto: the chainless "
+                   "robust aggregator with the best mean test AUROC (last half of the rounds) at the largest "
+                   "ratio in --results.")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Runs at a time (chainless runs in worker processes, protocol runs as ape run simulate).")
+@click.option("--network", default=None, help="Ape network for the protocol runs (default: the embedded chain).")
+def benchmark(results, defences, attack_names, ratios, num_seeds, best_aggregator, jobs, network, **options):
+    """Run issue 12's grid: every attack (rows) against every defence (columns) at each malicious
+    ratio, --seeds seeds each, plus the `none` row (no attackers). Malicious clients attack as
+    proposers only; votes are honest. Chainless defences run the round loop over an accept-all
+    ledger whose new model is the robust aggregator (no chain, no Ape imported in the workers);
+    protocol defences are `ape run simulate` processes. Runs whose folder holds a finished
+    summary.json are skipped: the same command resumes. The progress bar shows the time left.
+
+    The f a robust rule tolerates is round(ratio * proposers) capped at its precondition (Krum
+    n > 2f + 2, Bulyan n >= 4f + 3); see fl/experiments/benchmark.py.
+    """
+    from fl.experiments.benchmark import attacks_for, run_benchmark
+
+    base = config_from_options(options)
+    names = [d.strip() for d in defences.split(",") if d.strip()]
+    results = Path(results) if results else Path("results") / f"benchmark-{_task_folder(base)}"
+    try:
+        attacks = attacks_for(base.task, None if attack_names is None else
+                              [a.strip() for a in attack_names.split(",") if a.strip()])
+        run_benchmark(base, names, attacks, _floats(ratios), list(range(base.seed, base.seed + num_seeds)),
+                      results, jobs=jobs, network=network, best_aggregator=best_aggregator,
+                      simulate_params={p.opts[0].lstrip("-") for p in _simulate.cli.params if p.opts},
+                      command=_command_line(), echo=click.echo)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _task_folder(config) -> str:
+    if config.task == "fmnist":
+        return f"fmnist-alpha{config.dirichlet_alpha:g}"
+    return config.task
+
+
+def _command_line() -> str:
+    if "experiment" in sys.argv:
+        return "ape run experiment " + " ".join(sys.argv[sys.argv.index("experiment") + 1:])
+    return " ".join(sys.argv)
 
 
 @cli.command(short_help="Write docs/RESULTS.md, its tables and figures from recorded runs")

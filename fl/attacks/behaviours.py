@@ -179,7 +179,7 @@ def make_round_proposals(
     - ``alie``, ``ipm``, ``min_max`` (omniscient): computed from the honest proposers'
       updates of this round, which are public on chain once uploaded; if fewer than two
       honest proposers were drawn, the attackers' own honestly trained updates stand in.
-      ALIE's f is the number of malicious proposers of the round.
+      ALIE's f is the number of malicious proposers of the round (at most n // 2).
     """
     def trained(proposer: Proposer, behaviour: Behaviour) -> dict[str, torch.Tensor]:
         return make_proposal(
@@ -222,7 +222,10 @@ def make_round_proposals(
                 catalogue.flatten_update(trained(p, HONEST), global_state)
                 for p in proposers if p.behaviour.malicious_proposer
             ]
-        update = catalogue.run_attack(attack, info)
+        params = {}
+        if attack == "alie":  # Baruch et al.'s z assumes f < n/2; a majority needs no stealth: s = 1
+            params["z"] = catalogue.alie_z(len(proposers), min(num_malicious, len(proposers) // 2))
+        update = catalogue.run_attack(attack, info, **params)
         updates[i] = catalogue.apply_update(global_state, update)
     return [u for u in updates if u is not None]
 
