@@ -8,14 +8,28 @@ import {IProposalPool} from "./interfaces/IProposalPool.sol";
 import {RoundMath} from "./libraries/RoundMath.sol";
 
 /// @title VotingRound
-/// @notice One federated-learning epoch per round: open (random draw of proposers and voters,
-/// stake locks), propose, commit, reveal, settle (majority decision, rewards, slashes, record).
-/// The phase of a round is derived from the clock and the settled flag in `state`.
+/// @notice One federated-learning epoch per round: open (draw of proposers and voters with the seed
+/// the previous round's voters made, stake locks), propose, commit, reveal (a ballot over the
+/// proposals and the parent model hash), settle (each proposal decided on its own, rewards, slashes,
+/// the confirmed parent hash). The phase of a round is derived from the clock and the settled flag
+/// in `state`; the arithmetic is in RoundMath.
 contract VotingRound is IVotingRound, ReentrancyGuard {
+    /// @dev What settlement decided, passed between its steps.
+    struct Tally {
+        uint256[] accepts; //    per proposal, in proposal order
+        uint256 acceptedMask; // bit i = proposal i accepted
+        uint256 acceptedCount;
+        uint256 revealed; //     R
+    }
+
     // ---------------------------------------------------------------- state
+    /// @dev Namespace of the draw's sparse map of swapped positions, in transient storage.
+    bytes32 private constant _DRAW_NAMESPACE = keccak256("stakefl.VotingRound.draw");
+
     IStakeRegistry private immutable _registry;
     IProposalPool private immutable _pool;
     bytes32 private immutable _initialModelHash;
+    bytes32 private immutable _initialSeed;
 
     uint16 private immutable _proposerFractionBps;
     uint16 private immutable _maxProposers;
@@ -34,19 +48,21 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
     mapping(uint256 roundId => address[]) private _proposers;
     mapping(uint256 roundId => address[]) private _voters;
     mapping(uint256 roundId => address[]) private _proposalSubmitters;
-    mapping(uint256 roundId => mapping(bytes32 aggregateHash => uint256)) private _acceptsFor;
+    /// @dev Accept counts, 16 proposals per word (RoundMath.spreadLanes / laneOf).
+    mapping(uint256 roundId => uint256[16]) private _acceptTally;
+    mapping(uint256 roundId => mapping(bytes32 parentHash => uint256)) private _parentVotes;
 
     /// @param registry_ The StakeRegistry (bind it to this contract after deployment).
     /// @param pool_ The ProposalPool (bind it to this contract after deployment).
     /// @param p Deployment parameters; see SPEC.md for the allowed ranges and defaults.
-    /// @param initialModelHash_ Hash of the initial global model.
+    /// @param initialModelHash_ Hash of the initial global model (also seeds round 1's draw).
     constructor(address registry_, address pool_, Params memory p, bytes32 initialModelHash_) {
         if (registry_ == address(0)) revert RoundInvalidParams("registry");
         if (pool_ == address(0)) revert RoundInvalidParams("proposalPool");
         if (p.proposerFractionBps == 0 || p.proposerFractionBps >= RoundMath.BPS) {
             revert RoundInvalidParams("proposerFractionBps");
         }
-        if (p.maxProposers == 0) revert RoundInvalidParams("maxProposers");
+        if (p.maxProposers == 0 || p.maxProposers > RoundMath.MAX_PROPOSALS) revert RoundInvalidParams("maxProposers");
         if (p.maxVoters == 0) revert RoundInvalidParams("maxVoters");
         if (p.proposerStake == 0) revert RoundInvalidParams("proposerStake");
         if (p.voterStake == 0) revert RoundInvalidParams("voterStake");
@@ -65,6 +81,7 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
         _commitPeriod = p.commitPeriod;
         _revealPeriod = p.revealPeriod;
         _initialModelHash = initialModelHash_;
+        _initialSeed = RoundMath.initialSeed(address(this), initialModelHash_);
         _globalModelHash = initialModelHash_;
     }
 
@@ -73,14 +90,13 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
     function openRound() external nonReentrant returns (uint256 roundId) {
         uint256 previous = _currentRoundId;
         if (previous != 0 && !_rounds[previous].settled) revert RoundPreviousNotSettled(previous);
-        address[] memory clients = _registry.activeClients();
-        uint256 n = clients.length;
+        uint256 n = _registry.activeCount();
         if (n < 2) revert RoundNotEnoughClients(n, 2);
         (uint256 k, uint256 v) = RoundMath.selectionSizes(n, _proposerFractionBps, _maxProposers, _maxVoters);
 
         roundId = previous + 1;
         _currentRoundId = roundId;
-        bytes32 seed = keccak256(abi.encode(blockhash(block.number - 1), block.prevrandao, roundId, address(this)));
+        bytes32 seed = _seedAfter(previous);
         RoundInfo storage r = _rounds[roundId];
         r.seed = seed;
         r.openedAt = uint64(block.timestamp);
@@ -88,13 +104,10 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
         r.commitDeadline = r.proposalDeadline + _commitPeriod;
         r.revealDeadline = r.commitDeadline + _revealPeriod;
 
-        // partial Fisher-Yates over a memory copy: the first k picks propose, the next v vote
-        for (uint256 i = 0; i < k + v; ++i) {
-            uint256 j = RoundMath.drawIndex(seed, i, n);
-            address picked = clients[j];
-            clients[j] = clients[i];
-            clients[i] = picked;
-            _select(roundId, picked, i < k ? Role.Proposer : Role.Voter);
+        // draw first, lock or remove after: a removal reorders the registry's active list
+        address[] memory picks = _draw(roundId, seed, n, k + v);
+        for (uint256 i = 0; i < picks.length; ++i) {
+            _select(roundId, picks[i], i < k ? Role.Proposer : Role.Voter);
         }
         r.proposerCount = uint32(_proposers[roundId].length);
         r.voterCount = uint32(_voters[roundId].length);
@@ -130,55 +143,62 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
     }
 
     /// @inheritdoc IVotingRound
-    function revealVote(uint256 roundId, Vote vote, bytes32 aggregateHash, bytes32 salt) external {
+    function revealVote(uint256 roundId, uint256 acceptMask, bytes32 parentHash, bytes32 salt) external {
         _requireState(roundId, RoundState.Revealing);
         Participant storage p = _participantAs(roundId, Role.Voter);
         if (!p.acted) revert RoundNotCommitted(roundId, msg.sender);
         if (p.revealed) revert RoundAlreadyRevealed(roundId, msg.sender);
-        if (vote != Vote.Accept && vote != Vote.Reject) revert RoundInvalidVote(vote);
-        if (commitmentFor(roundId, msg.sender, vote, aggregateHash, salt) != p.commitment) {
+        RoundInfo storage r = _rounds[roundId];
+        uint256 proposals = r.proposalCount;
+        if (acceptMask >> proposals != 0) revert RoundInvalidBallot(acceptMask, proposals);
+        if (commitmentFor(roundId, msg.sender, acceptMask, parentHash, salt) != p.commitment) {
             revert RoundCommitmentMismatch(roundId, msg.sender);
         }
         p.revealed = true;
-        p.vote = vote;
-        p.modelHash = aggregateHash;
-        RoundInfo storage r = _rounds[roundId];
+        p.acceptMask = acceptMask;
+        p.modelHash = parentHash;
         r.revealCount += 1;
-        if (vote == Vote.Accept) {
-            uint256 accepts = ++_acceptsFor[roundId][aggregateHash];
-            // strictly greater: the first hash to reach a count keeps the lead on ties
-            if (accepts > r.leadingAccepts) {
-                r.leadingAccepts = uint32(accepts);
-                r.leadingHash = aggregateHash;
-            }
-        } else {
-            r.rejectCount += 1;
+        r.saltMix ^= RoundMath.saltShare(msg.sender, salt);
+
+        uint256[16] storage tally = _acceptTally[roundId];
+        for (uint256 w = 0; w * RoundMath.LANES_PER_WORD < proposals; ++w) {
+            uint256 bits = (acceptMask >> (w * RoundMath.LANES_PER_WORD)) & RoundMath.LANE_MASK;
+            if (bits != 0) tally[w] += RoundMath.spreadLanes(bits);
         }
-        emit VoteRevealed(roundId, msg.sender, vote, aggregateHash);
+        uint256 votes = ++_parentVotes[roundId][parentHash];
+        // strictly greater: the first hash to reach a count keeps the lead on ties
+        if (votes > r.leadingParentVotes) {
+            r.leadingParentVotes = uint32(votes);
+            r.leadingParentHash = parentHash;
+        }
+        emit VoteRevealed(roundId, msg.sender, acceptMask, parentHash);
     }
 
     /// @inheritdoc IVotingRound
     function settle(uint256 roundId) external nonReentrant {
         _requireState(roundId, RoundState.Settleable);
         RoundInfo storage r = _rounds[roundId];
-        bool accepted = 2 * uint256(r.leadingAccepts) > r.revealCount;
-        Decision decision = accepted ? Decision.Accepted : Decision.Rejected;
-        bytes32 leadingHash = r.leadingHash;
-        if (accepted) _globalModelHash = leadingHash;
+        Tally memory t;
+        t.revealed = r.revealCount;
+        t.accepts = _acceptsOf(roundId, r.proposalCount);
+        (t.acceptedMask, t.acceptedCount) = RoundMath.decide(t.accepts, t.revealed);
+        Decision decision = t.acceptedCount > 0 ? Decision.Accepted : Decision.Rejected;
+        bool confirmed = RoundMath.isMajority(r.leadingParentVotes, t.revealed);
+        if (confirmed) _globalModelHash = r.leadingParentHash;
         bytes32 model = _globalModelHash;
         // mark settled before any external call
         r.settled = true;
         r.decision = decision;
         r.globalModelHash = model;
+        r.acceptedMask = t.acceptedMask;
+        r.acceptedCount = uint32(t.acceptedCount);
+        emit ParentHashTallied(roundId, r.leadingParentHash, r.leadingParentVotes, t.revealed, confirmed);
 
-        // 1. every slash first (losing proposers, then losing voters); 2. pay proposers; 3. pay voters
-        uint256 winners = _slashLosers(roundId, accepted, leadingHash);
-        if (accepted) _payProposers(roundId, r.proposalCount);
-        _payVoters(roundId, accepted, leadingHash, winners);
-
-        // 4. slashed proposer stakes, unpaid voter stakes and rounding dust go to the pool
+        _settleProposers(roundId, t);
+        _settleVoters(roundId, t);
+        // slashed stakes nobody won and rounding dust go to the pool
         _registry.sweepUnassigned();
-        emit RoundSettled(roundId, decision, model, r.leadingAccepts, r.rejectCount, r.revealCount);
+        emit RoundSettled(roundId, decision, model, t.acceptedMask, t.acceptedCount, t.revealed);
     }
 
     // ---------------------------------------------------------------- views
@@ -228,6 +248,16 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
     }
 
     /// @inheritdoc IVotingRound
+    function initialSeed() external view returns (bytes32) {
+        return _initialSeed;
+    }
+
+    /// @inheritdoc IVotingRound
+    function nextSeed() external view returns (bytes32) {
+        return _seedAfter(_currentRoundId);
+    }
+
+    /// @inheritdoc IVotingRound
     function proposersOf(uint256 roundId) external view returns (address[] memory) {
         return _proposers[roundId];
     }
@@ -254,12 +284,22 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
     }
 
     /// @inheritdoc IVotingRound
-    function commitmentFor(uint256 roundId, address voter, Vote vote, bytes32 aggregateHash, bytes32 salt)
+    function proposalAccepts(uint256 roundId) external view returns (uint256[] memory) {
+        return _acceptsOf(roundId, _rounds[roundId].proposalCount);
+    }
+
+    /// @inheritdoc IVotingRound
+    function parentHashVotes(uint256 roundId, bytes32 parentHash) external view returns (uint256) {
+        return _parentVotes[roundId][parentHash];
+    }
+
+    /// @inheritdoc IVotingRound
+    function commitmentFor(uint256 roundId, address voter, uint256 acceptMask, bytes32 parentHash, bytes32 salt)
         public
         pure
         returns (bytes32)
     {
-        return keccak256(abi.encode(roundId, voter, vote, aggregateHash, salt));
+        return keccak256(abi.encode(roundId, voter, acceptMask, parentHash, salt));
     }
 
     /// @inheritdoc IVotingRound
@@ -272,61 +312,49 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
         return address(_pool);
     }
 
-    // ---------------------------------------------------------------- internal
-    /// @dev Slash every losing participant of `roundId`; returns the number of winning voters.
-    function _slashLosers(uint256 roundId, bool accepted, bytes32 leadingHash) private returns (uint256 winners) {
-        address[] storage proposers = _proposers[roundId];
-        uint256 proposerStake = _proposerStake;
-        for (uint256 i = 0; i < proposers.length; ++i) {
-            address c = proposers[i];
-            if (!(accepted && _participants[roundId][c].acted)) {
-                _registry.slash(c, proposerStake);
-                emit ParticipantSettled(roundId, c, Role.Proposer, false, proposerStake, 0);
-            }
-        }
-        address[] storage voters = _voters[roundId];
-        uint256 voterStake = _voterStake;
-        for (uint256 i = 0; i < voters.length; ++i) {
-            address c = voters[i];
-            if (_votedWith(_participants[roundId][c], accepted, leadingHash)) {
-                ++winners;
-            } else {
-                _registry.slash(c, voterStake);
-                emit ParticipantSettled(roundId, c, Role.Voter, false, voterStake, 0);
-            }
+    // ---------------------------------------------------------------- internal: the draw
+    /// @dev The seed of round `roundId + 1`: from round `roundId`'s seed and salt mix (seed_0, 0 before round 1).
+    function _seedAfter(uint256 roundId) private view returns (bytes32) {
+        if (roundId == 0) return RoundMath.roundSeed(_initialSeed, bytes32(0), 1, address(this));
+        RoundInfo storage r = _rounds[roundId];
+        return RoundMath.roundSeed(r.seed, r.saltMix, roundId + 1, address(this));
+    }
+
+    /// @dev The first `count` picks of a partial Fisher-Yates shuffle of the registry's `n` active
+    /// clients, reading only the positions it touches: positions already swapped live in a sparse
+    /// map in transient storage (namespaced by round), the others are read with `activeClientAt`.
+    /// Picks the same clients as shuffling a full copy of the active list.
+    function _draw(uint256 roundId, bytes32 seed, uint256 n, uint256 count) private returns (address[] memory picks) {
+        picks = new address[](count);
+        for (uint256 i = 0; i < count; ++i) {
+            uint256 j = RoundMath.drawIndex(seed, i, n);
+            picks[i] = _activeAt(roundId, j);
+            // position i is never read again (later picks draw from i + 1 on); j takes its client
+            if (j != i) _swapIn(roundId, j, _activeAt(roundId, i));
         }
     }
 
-    /// @dev Accepted round: each of the `proposed` proposers that proposed gets its stake back and an
-    /// equal share of min(proposerReward * proposed, pool balance), released from the pool once.
-    function _payProposers(uint256 roundId, uint256 proposed) private {
-        if (proposed == 0) return;
-        uint256 perProposer = RoundMath.proposerShare(_proposerReward, proposed, _pool.balance());
-        if (perProposer > 0) _pool.release(perProposer * proposed);
-        address[] storage proposers = _proposers[roundId];
-        uint256 proposerStake = _proposerStake;
-        for (uint256 i = 0; i < proposers.length; ++i) {
-            address c = proposers[i];
-            if (!_participants[roundId][c].acted) continue;
-            _registry.unlock(c, proposerStake);
-            if (perProposer > 0) _registry.reward(c, perProposer);
-            emit ParticipantSettled(roundId, c, Role.Proposer, true, 0, perProposer);
+    /// @dev The client at position `pos` of the shuffled active list.
+    function _activeAt(uint256 roundId, uint256 pos) private view returns (address client) {
+        bytes32 slot = _drawSlot(roundId, pos);
+        assembly ("memory-safe") {
+            client := tload(slot)
+        }
+        // active clients are never the zero address: zero means "not swapped"
+        if (client == address(0)) client = _registry.activeClientAt(pos);
+    }
+
+    /// @dev Record that position `pos` of the shuffled active list now holds `client`.
+    function _swapIn(uint256 roundId, uint256 pos, address client) private {
+        bytes32 slot = _drawSlot(roundId, pos);
+        assembly ("memory-safe") {
+            tstore(slot, client)
         }
     }
 
-    /// @dev Winning voters get their stake back and an equal share of the losing voters' stakes.
-    function _payVoters(uint256 roundId, bool accepted, bytes32 leadingHash, uint256 winners) private {
-        if (winners == 0) return;
-        address[] storage voters = _voters[roundId];
-        uint256 voterStake = _voterStake;
-        uint256 perVoter = RoundMath.voterShare(voters.length - winners, voterStake, winners);
-        for (uint256 i = 0; i < voters.length; ++i) {
-            address c = voters[i];
-            if (!_votedWith(_participants[roundId][c], accepted, leadingHash)) continue;
-            _registry.unlock(c, voterStake);
-            if (perVoter > 0) _registry.reward(c, perVoter);
-            emit ParticipantSettled(roundId, c, Role.Voter, true, 0, perVoter);
-        }
+    /// @dev Transient slot of position `pos` in round `roundId`'s draw.
+    function _drawSlot(uint256 roundId, uint256 pos) private pure returns (bytes32) {
+        return keccak256(abi.encode(_DRAW_NAMESPACE, roundId, pos));
     }
 
     /// @dev Draw `client` as `role`: lock its stake, or remove it for good if it cannot cover it.
@@ -345,6 +373,75 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
         _registry.lock(client, required);
     }
 
+    // ---------------------------------------------------------------- internal: settlement
+    /// @dev Silent proposers and proposers of rejected proposals are slashed; proposers of accepted
+    /// proposals get their stake back and an equal share of min(proposerReward * accepted, pool).
+    function _settleProposers(uint256 roundId, Tally memory t) private {
+        uint256 stake = _proposerStake;
+        address[] storage drawn = _proposers[roundId];
+        for (uint256 i = 0; i < drawn.length; ++i) {
+            address c = drawn[i];
+            if (_participants[roundId][c].acted) continue;
+            _registry.slash(c, stake);
+            emit ParticipantSettled(roundId, c, Role.Proposer, false, stake, 0);
+        }
+        uint256 share;
+        if (t.acceptedCount > 0) {
+            share = RoundMath.proposerShare(_proposerReward, t.acceptedCount, _pool.balance());
+            if (share > 0) _pool.release(share * t.acceptedCount);
+        }
+        address[] storage submitters = _proposalSubmitters[roundId];
+        for (uint256 i = 0; i < submitters.length; ++i) {
+            address c = submitters[i];
+            bool accepted = (t.acceptedMask >> i) & 1 != 0;
+            emit ProposalSettled(roundId, c, i, accepted, t.accepts[i], t.revealed);
+            if (accepted) {
+                _registry.unlock(c, stake);
+                if (share > 0) _registry.reward(c, share);
+                emit ParticipantSettled(roundId, c, Role.Proposer, true, 0, share);
+            } else {
+                _registry.slash(c, stake);
+                emit ParticipantSettled(roundId, c, Role.Proposer, false, stake, 0);
+            }
+        }
+    }
+
+    /// @dev Each voter is slashed ceil(S * m / P) for its m verdicts against the decisions and rewarded
+    /// its per-proposal shares / P (RoundMath.voterOutcome). Every slash first, then unlocks and rewards.
+    /// Without proposals the voters are judged on one virtual proposal nobody accepts: those that
+    /// revealed win it, the others lose their stake.
+    function _settleVoters(uint256 roundId, Tally memory t) private {
+        address[] storage voters = _voters[roundId];
+        uint256 stake = _voterStake;
+        uint256[] memory judged = t.accepts.length > 0 ? t.accepts : new uint256[](1);
+        uint256[] memory shares = RoundMath.proposalShares(judged, t.acceptedMask, t.revealed, voters.length, stake);
+        uint256[] memory slashes = new uint256[](voters.length);
+        uint256[] memory rewards = new uint256[](voters.length);
+        for (uint256 i = 0; i < voters.length; ++i) {
+            Participant storage p = _participants[roundId][voters[i]];
+            (slashes[i], rewards[i]) = RoundMath.voterOutcome(p.revealed, p.acceptMask, t.acceptedMask, shares, stake);
+            if (slashes[i] > 0) _registry.slash(voters[i], slashes[i]);
+        }
+        for (uint256 i = 0; i < voters.length; ++i) {
+            address c = voters[i];
+            if (slashes[i] < stake) _registry.unlock(c, stake - slashes[i]);
+            if (rewards[i] > 0) _registry.reward(c, rewards[i]);
+            emit ParticipantSettled(roundId, c, Role.Voter, slashes[i] == 0, slashes[i], rewards[i]);
+        }
+    }
+
+    /// @dev Accept counts of the `proposals` proposals of `roundId`, unpacked from the tally.
+    function _acceptsOf(uint256 roundId, uint256 proposals) private view returns (uint256[] memory accepts) {
+        uint256[16] storage tally = _acceptTally[roundId];
+        accepts = new uint256[](proposals);
+        for (uint256 i = 0; i < proposals; ++i) {
+            accepts[i] = RoundMath.laneOf(
+                tally[i / RoundMath.LANES_PER_WORD], i % RoundMath.LANES_PER_WORD
+            );
+        }
+    }
+
+    // ---------------------------------------------------------------- internal: phases
     /// @dev The phase of `roundId`, derived from the settled flag and the clock.
     function _state(uint256 roundId) private view returns (RoundState) {
         if (roundId == 0 || roundId > _currentRoundId) return RoundState.None;
@@ -366,13 +463,5 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
     function _participantAs(uint256 roundId, Role role) private view returns (Participant storage p) {
         p = _participants[roundId][msg.sender];
         if (p.role != role) revert RoundNotSelected(roundId, msg.sender, role);
-    }
-
-    /// @dev True if voter `p` revealed the vote matching the decision
-    /// (Accepted: Accept for `leadingHash`; Rejected: Reject).
-    function _votedWith(Participant storage p, bool accepted, bytes32 leadingHash) private view returns (bool) {
-        if (!p.revealed) return false;
-        if (accepted) return p.vote == Vote.Accept && p.modelHash == leadingHash;
-        return p.vote == Vote.Reject;
     }
 }

@@ -184,7 +184,7 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
 
 def benchmark_options(command):
     """simulate's options less the ones the grid sets itself (ratio, attack, malicious roles)."""
-    return sweep_options(command, without=("malicious_ratio", "attack", "malicious_roles"))
+    return sweep_options(command, without=("malicious_ratio", "attack", "malicious_roles", "review", "aggregator"))
 
 
 @cli.command(short_help="Run the defence benchmark: attacks x defences x ratios x seeds (resumable)")
@@ -207,10 +207,13 @@ def benchmark_options(command):
               help="The aggregator of `all`'s protocol-per-proposal+<aggregator> column; auto: the chainless "
                    "robust aggregator with the best mean test AUROC (last half of the rounds) at the largest "
                    "ratio in --results.")
+@click.option("--per-proposal-review", default="cosine", show_default=True,
+              help="The review rule of the protocol-per-proposal columns (a --review rule of ape run simulate).")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Runs at a time (chainless runs in worker processes, protocol runs as ape run simulate).")
 @click.option("--network", default=None, help="Ape network for the protocol runs (default: the embedded chain).")
-def benchmark(results, defences, attack_names, ratios, num_seeds, best_aggregator, jobs, network, **options):
+def benchmark(results, defences, attack_names, ratios, num_seeds, best_aggregator, per_proposal_review, jobs, network,
+              **options):
     """Run issue 12's grid: every attack (rows) against every defence (columns) at each malicious
     ratio, --seeds seeds each, plus the `none` row (no attackers). Malicious clients attack as
     proposers only; votes are honest. Chainless defences run the round loop over an accept-all
@@ -231,6 +234,7 @@ def benchmark(results, defences, attack_names, ratios, num_seeds, best_aggregato
                               [a.strip() for a in attack_names.split(",") if a.strip()])
         run_benchmark(base, names, attacks, _floats(ratios), list(range(base.seed, base.seed + num_seeds)),
                       results, jobs=jobs, network=network, best_aggregator=best_aggregator,
+                      per_proposal_review=per_proposal_review,
                       simulate_params={p.opts[0].lstrip("-") for p in _simulate.cli.params if p.opts},
                       command=_command_line(), echo=click.echo)
     except ValueError as exc:

@@ -15,6 +15,8 @@ from ape.cli import ConnectedProviderCommand
 
 from fl.attacks.behaviours import MALICIOUS_ROLES, PROPOSER_ATTACKS, VOTER_ATTACKS
 from fl.chain.reproducible import make_embedded_chain_reproducible
+from fl.defences.aggregators import AGGREGATORS
+from fl.defences.voter_review import RULES as REVIEW_RULES
 from fl.simulation.rounds import SimulationConfig
 
 make_embedded_chain_reproducible()  # before `ape run` connects the embedded chain
@@ -90,6 +92,12 @@ def simulation_options(command):
         click.option("--model", default=DEFAULTS.model, show_default=True,
                      type=click.Choice(["cnn", "densenet121"]),
                      help="Image tasks: the small CNN, or DenseNet121 (needs torchvision)."),
+        click.option("--review", default=DEFAULTS.review, show_default=True, type=click.Choice(list(REVIEW_RULES)),
+                     help="How a voter judges each proposal of the round: "
+                          + "; ".join(f"{r.name}: {r.description}" for r in REVIEW_RULES.values()) + "."),
+        click.option("--aggregator", default=DEFAULTS.aggregator, show_default=True, type=click.Choice(list(AGGREGATORS)),
+                     help="The new global model over the ACCEPTED proposals (fedavg: bit-exact sample-weighted mean; "
+                          "the robust rules are told f = floor(malicious ratio x accepted))."),
     ]
     for option in reversed(options):
         command = option(command)
@@ -135,6 +143,7 @@ def cli(output, **options):
 
 _HEADLINE = (
     "rounds_completed", "interrupted", "final_test_accuracy", "final_test_auroc", "accepted_rounds",
-    "rejected_rounds", "active_honest", "active_malicious", "tokens_conserved", "global_model_hash_matches",
+    "rejected_rounds", "malicious_proposals_rejected_pct", "honest_proposals_rejected_pct", "removed_honest",
+    "removed_malicious", "active_honest", "active_malicious", "tokens_conserved", "global_model_hash_matches",
     "wall_seconds",
 )

@@ -2,8 +2,12 @@
 pragma solidity 0.8.28;
 
 /// @title IVotingRound
-/// @notice The round of stake-based federated learning: open (random selection, stake locks),
-/// propose, commit, reveal, settle (majority decision, rewards and slashes, record).
+/// @notice The round of stake-based federated learning: open (draw proposers and voters with a
+/// seed the previous round's voters made, lock stakes), propose, commit, reveal (a ballot over the
+/// round's proposals and the parent model hash), settle (per-proposal decisions, rewards and
+/// slashes, the parent model hash a voter majority confirmed).
+/// Protocol v2 (notes/PROTOCOL_V2.md). Additions beyond that interface: the views `nextSeed`,
+/// `initialSeed`, `parentHashVotes`, and the event `ParentHashTallied`.
 interface IVotingRound {
     // ---------------------------------------------------------------- types
     /// @notice Phase of a round, derived from the clock and the settled flag.
@@ -13,7 +17,7 @@ interface IVotingRound {
         Committing, // before commitDeadline
         Revealing, //  before revealDeadline
         Settleable, // reveal deadline passed, not yet settled
-        Settled //     settled: decision and global model recorded
+        Settled //     settled: decisions and the confirmed model recorded
     }
 
     /// @notice What a client was selected as in a round.
@@ -23,33 +27,26 @@ interface IVotingRound {
         Voter
     }
 
-    /// @notice A revealed vote.
-    enum Vote {
-        None,
-        Accept,
-        Reject
-    }
-
     /// @notice The outcome of a settled round.
     enum Decision {
         None,
-        Accepted,
-        Rejected
+        Accepted, // at least one proposal accepted
+        Rejected //  no proposal accepted
     }
 
     /// @notice Deployment parameters (immutable).
     struct Params {
         /// @dev Share of active clients drawn as proposers, basis points (2000 = 20%); at least one.
         uint16 proposerFractionBps;
-        /// @dev Upper bound on proposers per round (bounds gas).
+        /// @dev Upper bound on proposers per round (bounds gas); at most 256, one ballot bit each.
         uint16 maxProposers;
         /// @dev Upper bound on voters per round; voters are the other active clients up to this bound.
         uint16 maxVoters;
-        /// @dev Stake a proposer locks; slashed to the pool if the round is rejected or it stays silent.
+        /// @dev Stake a proposer locks; slashed to the pool if its proposal is rejected or it stays silent.
         uint256 proposerStake;
-        /// @dev Stake a voter locks; the losing side's stakes are shared by the winning side.
+        /// @dev Stake a voter locks; slashed by the share of proposals it judged against the majority.
         uint256 voterStake;
-        /// @dev Reward per proposer of an accepted round, paid from the pool while it holds tokens.
+        /// @dev Reward per accepted proposal, paid from the pool while it holds tokens.
         uint256 proposerReward;
         /// @dev Seconds from opening to the proposal deadline.
         uint64 proposalPeriod;
@@ -61,44 +58,61 @@ interface IVotingRound {
 
     /// @notice Everything recorded about one round.
     struct RoundInfo {
-        /// @dev Random seed the participants were drawn with.
+        /// @dev Seed the participants were drawn with (fixed when the previous round settled).
         bytes32 seed;
-        /// @dev Global model hash in force after this round (set at settlement).
+        /// @dev Global model hash recorded at settlement: the parent hash a majority of this round's
+        /// revealed voters confirmed, else the hash recorded before (it lags one round behind).
         bytes32 globalModelHash;
-        /// @dev Aggregate hash with the most accept votes so far (first to reach the count wins ties).
-        bytes32 leadingHash;
-        /// @dev Timestamps.
+        /// @dev Parent hash with the most votes so far (the first to reach a count keeps the lead).
+        bytes32 leadingParentHash;
+        /// @dev XOR of keccak256(abi.encode(voter, salt)) over the revealed voters: next round's entropy.
+        bytes32 saltMix;
+        /// @dev Set at settlement: bit i set = proposal i accepted.
+        uint256 acceptedMask;
+        /// @dev Block timestamp of `openRound`.
         uint64 openedAt;
+        /// @dev End of the proposal phase (unix seconds).
         uint64 proposalDeadline;
+        /// @dev End of the commit phase (unix seconds).
         uint64 commitDeadline;
+        /// @dev End of the reveal phase (unix seconds).
         uint64 revealDeadline;
-        /// @dev Counters.
+        /// @dev Proposers drawn (removed clients excluded).
         uint32 proposerCount;
+        /// @dev Voters drawn (removed clients excluded).
         uint32 voterCount;
+        /// @dev Proposals submitted (P); proposal i is the i-th submitted.
         uint32 proposalCount;
+        /// @dev Voters that committed.
         uint32 commitCount;
+        /// @dev Voters that revealed (R).
         uint32 revealCount;
-        /// @dev Accept votes for `leadingHash`.
-        uint32 leadingAccepts;
-        uint32 rejectCount;
+        /// @dev Votes for `leadingParentHash`.
+        uint32 leadingParentVotes;
+        /// @dev Set at settlement: proposals accepted.
+        uint32 acceptedCount;
+        /// @dev Set at settlement: Accepted iff at least one proposal was accepted.
         Decision decision;
+        /// @dev True once settled.
         bool settled;
     }
 
     /// @notice One selected client's record in a round.
     struct Participant {
+        /// @dev What the client was drawn as.
         Role role;
         /// @dev Proposer: proposed. Voter: committed.
         bool acted;
         /// @dev Voter: revealed.
         bool revealed;
-        Vote vote;
         /// @dev Voter: the commitment.
         bytes32 commitment;
-        /// @dev Proposer: its update hash. Voter: the revealed aggregate hash.
+        /// @dev Proposer: its update hash. Voter: its revealed parent hash.
         bytes32 modelHash;
         /// @dev Proposer: its training sample count.
         uint256 sampleCount;
+        /// @dev Voter: its revealed ballot (bit i set = accepts proposal i).
+        uint256 acceptMask;
     }
 
     // ---------------------------------------------------------------- events
@@ -120,21 +134,31 @@ interface IVotingRound {
     );
     /// @notice `proposer` published an update (`updateHash` of its safetensors bytes, trained on `sampleCount` rows).
     event ProposalSubmitted(uint256 indexed roundId, address indexed proposer, bytes32 updateHash, uint256 sampleCount);
-    /// @notice `voter` committed to a hidden vote.
+    /// @notice `voter` committed to a hidden ballot.
     event VoteCommitted(uint256 indexed roundId, address indexed voter, bytes32 commitment);
-    /// @notice `voter` revealed `vote` for the aggregate `aggregateHash`.
-    event VoteRevealed(uint256 indexed roundId, address indexed voter, Vote vote, bytes32 aggregateHash);
-    /// @notice `client`'s stake for the round was settled: `slashed` taken, `rewarded` paid (stake back is implied).
+    /// @notice `voter` revealed its ballot `acceptMask` and its `parentHash`.
+    event VoteRevealed(uint256 indexed roundId, address indexed voter, uint256 acceptMask, bytes32 parentHash);
+    /// @notice Proposal `index` of `proposer` was settled: `accepts` of `revealed` voters accepted it.
+    event ProposalSettled(
+        uint256 indexed roundId, address indexed proposer, uint256 index, bool accepted, uint256 accepts, uint256 revealed
+    );
+    /// @notice `client`'s stake for the round was settled: `slashed` taken, `rewarded` paid (the rest of
+    /// its locked stake is unlocked). Voters: `won` = (slashed == 0); proposers: `won` = proposal accepted.
     event ParticipantSettled(
         uint256 indexed roundId, address indexed client, Role role, bool won, uint256 slashed, uint256 rewarded
     );
-    /// @notice Round `roundId` settled with `decision`; `globalModelHash` is the model now in force.
+    /// @notice The parent hash tally of round `roundId`: `parentHash` led with `votes` of `revealed`;
+    /// `confirmed` (a strict majority) means it became the recorded global model hash.
+    event ParentHashTallied(
+        uint256 indexed roundId, bytes32 parentHash, uint256 votes, uint256 revealed, bool confirmed
+    );
+    /// @notice Round `roundId` settled; `globalModelHash` is the hash recorded (see RoundInfo).
     event RoundSettled(
         uint256 indexed roundId,
         Decision decision,
         bytes32 globalModelHash,
-        uint256 acceptVotes,
-        uint256 rejectVotes,
+        uint256 acceptedMask,
+        uint256 acceptedCount,
         uint256 revealedVotes
     );
 
@@ -157,8 +181,8 @@ interface IVotingRound {
     error RoundNotCommitted(uint256 roundId, address voter);
     /// @notice The reveal does not match `voter`'s commitment.
     error RoundCommitmentMismatch(uint256 roundId, address voter);
-    /// @notice A reveal whose vote is neither Accept nor Reject.
-    error RoundInvalidVote(Vote vote);
+    /// @notice A ballot with a bit set at or above `proposalCount` (there is no such proposal).
+    error RoundInvalidBallot(uint256 acceptMask, uint256 proposalCount);
     /// @notice A proposal with a zero hash or zero samples.
     error RoundInvalidProposal(bytes32 updateHash, uint256 sampleCount);
     /// @notice A zero commitment.
@@ -166,20 +190,25 @@ interface IVotingRound {
 
     // ---------------------------------------------------------------- actions
     /// @notice Open the next round (anyone, once the previous one is settled): draw proposers and
-    /// voters with on-chain randomness, lock their stakes, remove those who cannot cover them.
+    /// voters with the seed fixed when the previous round settled (`nextSeed`), lock their stakes,
+    /// then remove those drawn who cannot cover them. Gas does not grow with the active set.
     function openRound() external returns (uint256 roundId);
 
     /// @notice Publish a proposal before the proposal deadline. Selected proposers only, once.
+    /// Proposals are indexed 0.. in submission order; ballots refer to them by that index.
     function propose(uint256 roundId, bytes32 updateHash, uint256 sampleCount) external;
 
-    /// @notice Commit `commitment = commitmentFor(roundId, msg.sender, vote, aggregateHash, salt)`
+    /// @notice Commit `commitment = commitmentFor(roundId, msg.sender, acceptMask, parentHash, salt)`
     /// after the proposal deadline and before the commit deadline. Selected voters only, once.
     function commitVote(uint256 roundId, bytes32 commitment) external;
 
-    /// @notice Reveal the committed vote after the commit deadline and before the reveal deadline.
-    function revealVote(uint256 roundId, Vote vote, bytes32 aggregateHash, bytes32 salt) external;
+    /// @notice Reveal the committed ballot after the commit deadline and before the reveal deadline:
+    /// bit i of `acceptMask` accepts proposal i (bits >= proposalCount must be 0); `parentHash` is the
+    /// global model this round started from; `salt` joins the seed of the next round.
+    function revealVote(uint256 roundId, uint256 acceptMask, bytes32 parentHash, bytes32 salt) external;
 
-    /// @notice Settle round `roundId` (anyone, after its reveal deadline): decide, reward, slash, record.
+    /// @notice Settle round `roundId` (anyone, after its reveal deadline): decide each proposal,
+    /// reward and slash per proposal, record the confirmed parent hash, fix the next round's seed.
     function settle(uint256 roundId) external;
 
     // ---------------------------------------------------------------- views
@@ -193,21 +222,33 @@ interface IVotingRound {
     function getRound(uint256 roundId) external view returns (RoundInfo memory);
     /// @notice `client`'s record in round `roundId`.
     function getParticipant(uint256 roundId, address client) external view returns (Participant memory);
-    /// @notice The global model hash now in force (the initial model until a round is accepted).
+    /// @notice The global model hash recorded so far: the last parent hash a voter majority confirmed
+    /// (the initial model until then). It lags one round behind the model the clients hold.
     function globalModelHash() external view returns (bytes32);
     /// @notice The hash of the initial model, fixed at deployment.
     function initialModelHash() external view returns (bytes32);
+    /// @notice seed_0 = keccak256(abi.encode(address(this), initialModelHash)), fixed at deployment.
+    function initialSeed() external view returns (bytes32);
+    /// @notice The seed the next round will be drawn with:
+    /// keccak256(abi.encode(seed_r, saltMix_r, r + 1, address(this))) for the latest round r
+    /// (seed_0 and a zero mix before the first round). Final once round r's reveal phase is over.
+    function nextSeed() external view returns (bytes32);
     /// @notice Proposers drawn for round `roundId` (removed ones excluded), in draw order.
     function proposersOf(uint256 roundId) external view returns (address[] memory);
     /// @notice Voters drawn for round `roundId` (removed ones excluded), in draw order.
     function votersOf(uint256 roundId) external view returns (address[] memory);
-    /// @notice The proposals submitted in round `roundId`, in submission order.
+    /// @notice The proposals submitted in round `roundId`, in submission order (= ballot bit order).
     function proposalsOf(uint256 roundId)
         external
         view
         returns (address[] memory proposers, bytes32[] memory updateHashes, uint256[] memory sampleCounts);
-    /// @notice The commitment a voter must submit: keccak256(abi.encode(roundId, voter, vote, aggregateHash, salt)).
-    function commitmentFor(uint256 roundId, address voter, Vote vote, bytes32 aggregateHash, bytes32 salt)
+    /// @notice Revealed accept votes per proposal of round `roundId`, in proposal order.
+    function proposalAccepts(uint256 roundId) external view returns (uint256[] memory);
+    /// @notice Revealed votes for `parentHash` as round `roundId`'s parent model.
+    function parentHashVotes(uint256 roundId, bytes32 parentHash) external view returns (uint256);
+    /// @notice The commitment a voter must submit:
+    /// keccak256(abi.encode(roundId, voter, acceptMask, parentHash, salt)).
+    function commitmentFor(uint256 roundId, address voter, uint256 acceptMask, bytes32 parentHash, bytes32 salt)
         external
         pure
         returns (bytes32);

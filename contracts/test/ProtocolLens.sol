@@ -37,6 +37,8 @@ contract ProtocolLens {
         address[] proposalSubmitters;
         bytes32[] proposalHashes;
         uint256[] proposalSamples;
+        uint256[] proposalAccepts;
+        bytes32 nextSeed;
     }
 
     /// @notice Read registry, pool, token and the current round of `voting` for `clients`.
@@ -67,5 +69,7 @@ contract ProtocolLens {
         v.state = voting.state(v.currentRoundId);
         v.round = voting.getRound(v.currentRoundId);
         (v.proposalSubmitters, v.proposalHashes, v.proposalSamples) = voting.proposalsOf(v.currentRoundId);
+        v.proposalAccepts = voting.proposalAccepts(v.currentRoundId);
+        v.nextSeed = voting.nextSeed();
     }
 }

@@ -15,7 +15,8 @@ harmful local model updates and the second one is to vote dishonestly."
 Beyond the paper (issue 12), ``--attack`` picks another proposer attack of
 ``fl.attacks.catalogue`` (``make_round_proposals``: one call per round, so omniscient
 attacks see that round's honest updates) and ``--voter-attack`` another voter behaviour
-(``decide_vote`` for the paper's aggregate vote, ``voter_verdicts`` per proposal).
+(``voter_verdicts`` per proposal in the round loop; ``decide_vote`` for the decentralised
+client's single aggregate vote).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from ape.api import AccountAPI
 
 from fl.chain import txpath
 from fl.protocol.params import ProtocolParams, to_tokens, to_units
-from fl.protocol.votes import Decision, Proposal, Role, RoundOpening, RoundState, Settlement, Vote
+from fl.protocol.votes import Ballot, Decision, Proposal, ProposalOutcome, Role, RoundOpening, RoundState, Settlement
 
 # Transactions sent and wall seconds spent sending them (encode, sign, send, mine, receipts,
 # events) per call name, for this process: `ape run bench` reads the adapter's throughput here.
@@ -97,27 +97,17 @@ class ProtocolChain:
     def commit(self, round_id: int, commits: Iterable[tuple[str, bytes]]) -> None:
         self._call_batch("commitVote", [(a, (round_id, c)) for a, c in commits])
 
-    def reveal(self, round_id: int, reveals: Iterable[tuple[str, Vote, bytes, bytes]]) -> None:
-        self._call_batch("revealVote", [(a, (round_id, int(v), h, salt)) for a, v, h, salt in reveals])
+    def reveal(self, round_id: int, ballots: Iterable[Ballot]) -> None:
+        """Reveal each voter's ballot (accept mask, parent hash, salt), from the voter's account."""
+        ballots = list(ballots)
+        calls = [(self.accounts[b.voter], (round_id, int(b.accept_mask), b.parent_hash, b.salt)) for b in ballots]
+        # each accepted proposal is one more tally slot written (up to ~22 k gas when it is new)
+        gas = [GAS_LIMITS["revealVote"] + REVEAL_GAS_PER_ACCEPT * bin(b.accept_mask).count("1") for b in ballots]
+        self._transact_many("revealVote", self.voting, calls, gas=gas)
 
     def settle(self, round_id: int, caller: AccountAPI) -> Settlement:
         events, gas = self._transact("settle", self.voting, (round_id,), caller)
-        (settled,) = [args for name, args in events if name == "RoundSettled"]
-        outcomes = {
-            str(e["client"]): (Role(int(e["role"])), bool(e["won"]), int(e["slashed"]), int(e["rewarded"]))
-            for name, e in events
-            if name == "ParticipantSettled"
-        }
-        return Settlement(
-            round_id=round_id,
-            decision=Decision(int(settled["decision"])),
-            global_model_hash=bytes(settled["globalModelHash"]),
-            accept_votes=int(settled["acceptVotes"]),
-            reject_votes=int(settled["rejectVotes"]),
-            revealed_votes=int(settled["revealedVotes"]),
-            outcomes=outcomes,
-            gas_used=gas,
-        )
+        return settlement_from_events(round_id, events, gas)
 
     # ------------------------------------------------------------------ clock (local chains)
     def advance_to(self, timestamp: int) -> None:
@@ -131,6 +121,10 @@ class ProtocolChain:
     def proposals_of(self, round_id: int) -> list[Proposal]:
         proposers, hashes, counts = self._view(self.voting, "proposalsOf", round_id)
         return [Proposal(str(p), bytes(h), int(c)) for p, h, c in zip(proposers, hashes, counts)]
+
+    def proposal_accepts(self, round_id: int) -> list[int]:
+        """Accept votes revealed so far for each proposal of the round, in proposal order."""
+        return [int(a) for a in self._view(self.voting, "proposalAccepts", round_id)]
 
     def global_model_hash(self) -> bytes:
         return bytes(self._view(self.voting, "globalModelHash"))
@@ -202,20 +196,20 @@ class ProtocolChain:
         ((events, gas),) = self._transact_many(name, contract, [(sender, args)])
         return events, gas
 
-    def _transact_many(self, name: str, contract, calls: Sequence[tuple[AccountAPI, tuple]]) -> list:
+    def _transact_many(self, name: str, contract, calls: Sequence[tuple[AccountAPI, tuple]], gas=None) -> list:
         """One call of `contract.name(*args)` per (sender, args), each signed by its sender's own key.
 
         Fast path: signed locally and sent in blocks (fl.chain.txpath); Ape's path otherwise. Returns
         [(events, gas used)] per call; every event also goes to the event log."""
         started = time.perf_counter()
         try:
-            return self._transact_many_timed(name, contract, calls)
+            return self._transact_many_timed(name, contract, calls, gas)
         finally:
             stats = ADAPTER_STATS.setdefault(name, [0, 0.0])
             stats[0] += len(calls)
             stats[1] += time.perf_counter() - started
 
-    def _transact_many_timed(self, name: str, contract, calls: Sequence[tuple[AccountAPI, tuple]]) -> list:
+    def _transact_many_timed(self, name: str, contract, calls: Sequence[tuple[AccountAPI, tuple]], gas_limits=None) -> list:
         if self.sender is None:
             method = getattr(contract, name)
             out = []
@@ -227,10 +221,11 @@ class ProtocolChain:
             return []
         to = str(contract.address)
         gas = GAS_LIMITS.get(name, 0)  # 0: the block's gas budget (single calls that grow with the clients)
+        gas_limits = gas_limits or [gas] * len(calls)
         item = self._abi_of(contract, name, len(calls[0][1]), view=False)
         batch = [
-            txpath.Call(str(a.address), self._key(a), to, txpath.encode_call(item, [_abi_arg(v) for v in args]), gas, name=name)
-            for a, args in calls
+            txpath.Call(str(a.address), self._key(a), to, txpath.encode_call(item, [_abi_arg(v) for v in args]), limit, name=name)
+            for (a, args), limit in zip(calls, gas_limits, strict=True)
         ]
         out = []
         decoder = self._event_decoder()
@@ -277,6 +272,36 @@ class ProtocolChain:
             )
 
 
+def settlement_from_events(round_id: int, events: Sequence[tuple[str, dict]], gas: int = 0) -> Settlement:
+    """The Settlement of `settle`'s events: RoundSettled, one ProposalSettled per submitted
+    proposal (sorted by index), one ParticipantSettled per selected client."""
+    (settled,) = [args for name, args in events if name == "RoundSettled"]
+    outcomes = {
+        str(e["client"]): (Role(int(e["role"])), bool(e["won"]), int(e["slashed"]), int(e["rewarded"]))
+        for name, e in events
+        if name == "ParticipantSettled"
+    }
+    proposals = sorted(
+        (
+            ProposalOutcome(int(e["index"]), str(e["proposer"]), bool(e["accepted"]), int(e["accepts"]), int(e["revealed"]))
+            for name, e in events
+            if name == "ProposalSettled"
+        ),
+        key=lambda p: p.index,
+    )
+    return Settlement(
+        round_id=round_id,
+        decision=Decision(int(settled["decision"])),
+        global_model_hash=bytes(settled["globalModelHash"]),
+        accepted_mask=int(settled["acceptedMask"]),
+        accepted_count=int(settled["acceptedCount"]),
+        revealed_votes=int(settled["revealedVotes"]),
+        proposals=proposals,
+        outcomes=outcomes,
+        gas_used=gas,
+    )
+
+
 def _abi_arg(value):
     """An argument as eth_abi takes it: Ape accounts and contracts by their address."""
     if isinstance(value, (bytes, int, str)):
@@ -303,11 +328,14 @@ def _jsonable(value):
 GAS_LIMITS = {
     "propose": 250_000,
     "commitVote": 200_000,
-    "revealVote": 250_000,
+    "revealVote": 250_000,  # plus REVEAL_GAS_PER_ACCEPT per accepted proposal
     "mint": 150_000,
     "approve": 100_000,
     "deposit": 250_000,
 }
+
+
+REVEAL_GAS_PER_ACCEPT = 30_000
 
 
 def fast_sender() -> "txpath.SignedBatchSender | None":

@@ -7,9 +7,10 @@ of the paper's sweep applies (a folder with a finished summary.json is not run a
 Defences (the table's columns):
 
 - chainless (no chain, no Ape: the round loop of ``fl.simulation.rounds.run_protocol`` over
-  ``RobustLedger``, an accept-all ledger whose new global model is
-  ``fl.defences.aggregators.AGGREGATORS[name]`` over the round's proposals): ``fedavg``,
-  ``median``, ``trimmed_mean``, ``krum``, ``multi_krum``, ``bulyan``, ``centered_clipping``;
+  ``fl.simulation.baselines.AcceptAllLedger``, every proposal accepted, the new global model
+  ``--aggregator NAME`` over them, i.e. ``fl.defences.aggregators.AGGREGATORS[name]``):
+  ``fedavg``, ``median``, ``trimmed_mean``, ``krum``, ``multi_krum``, ``bulyan``,
+  ``centered_clipping`` (centred at zero, tau 10);
 - the protocol on chain (one ``ape run simulate`` process per run, as the paper's sweep):
   ``protocol-aggregate`` (the paper's rule: one vote on the FedAvg of all proposals),
   ``protocol-per-proposal`` (per-proposal review: the voters' bitmask ballots, FedAvg of the
@@ -20,12 +21,12 @@ Attacks (the rows): the proposer attacks of ``fl.attacks.behaviours.PROPOSER_ATT
 backdoor only on image tasks), and ``none``: no attackers (ratio 0, one run per defence and
 seed), the reference every cell is compared with.
 
-The f a robust rule is told to tolerate: the expected number of malicious proposers,
-``round(ratio * n)`` for the round's n proposers, capped at what the rule allows (Krum and
-Multi-Krum n > 2f + 2, Bulyan n >= 4f + 3, trimmed mean n - 2f >= 1). With 10 proposers at
-ratio 0.4 that is f = 4 for the trimmed mean, 3 for (Multi-)Krum and 1 for Bulyan. A
-defender does not know the attack: the ``none`` runs use the f of the smallest ratio of the
-grid. See ``assumed_byzantine``.
+The f a robust rule is told to tolerate (the round loop's ``aggregate_accepted``): the
+expected number of malicious proposers among the n it aggregates, ``floor(ratio * n)``,
+lowered to what the rule allows (Krum and Multi-Krum n > 2f + 2, Bulyan n >= 4f + 3,
+trimmed mean n - 2f >= 1). With 10 proposers: f = 2 at ratio 0.2 for every rule but Bulyan
+(1); at ratio 0.4 f = 4 for the trimmed mean, 3 for (Multi-)Krum and 1 for Bulyan; 0 in the
+``none`` runs. ``assumed_byzantine`` restates it for the report.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ EXPERIMENT_FILE = "experiment.json"
 SUMMARY_FILE = "summary.json"
 # Review rules of the round loop (`--review`), as the review branch names them.
 REVIEW_AGGREGATE = "aggregate"
-REVIEW_PER_PROPOSAL = "per_proposal"
+DEFAULT_PER_PROPOSAL_REVIEW = "cosine"  # the per-proposal columns' rule (fl.defences.voter_review.RULES)
 
 
 def is_protocol(defence: str) -> bool:
@@ -65,9 +66,10 @@ def proposers_per_round(config: SimulationConfig) -> int:
 
 
 def assumed_byzantine(rule: str, num_proposers: int, ratio: float) -> int:
-    """The f a robust rule is run with: ``round(ratio * n)`` capped at the rule's precondition."""
+    """The f a robust rule is run with: ``floor(ratio * n)`` capped at the rule's precondition
+    (what ``fl.simulation.rounds.aggregate_accepted`` does when all n proposals are accepted)."""
     n = num_proposers
-    expected = round(ratio * n)
+    expected = int(ratio * n)
     caps = {
         "krum": (n - 3) // 2,  # n > 2f + 2
         "multi_krum": (n - 3) // 2,
@@ -103,9 +105,10 @@ class BenchSpec:
 
     @property
     def review(self) -> str | None:
+        """The review rule of a protocol cell (the config's for per-proposal cells), None chainless."""
         if not is_protocol(self.defence):
             return None
-        return REVIEW_AGGREGATE if self.defence == PROTOCOL_AGGREGATE else REVIEW_PER_PROPOSAL
+        return REVIEW_AGGREGATE if self.defence == PROTOCOL_AGGREGATE else self.config.review
 
     def folder(self, results: Path) -> Path:
         return Path(results) / self.defence / self.attack / f"ratio-{self.ratio:g}" / f"seed-{self.seed}"
@@ -155,6 +158,7 @@ def plan_benchmark(
     attacks: Sequence[str],
     ratios: Sequence[float],
     seeds: Sequence[int],
+    per_proposal_review: str = DEFAULT_PER_PROPOSAL_REVIEW,
 ) -> list[BenchSpec]:
     """Every run, seed by seed (a grid cut short has whole seeds), chainless defences first.
 
@@ -169,11 +173,13 @@ def plan_benchmark(
     specs = []
     for seed in seeds:
         for defence in ordered:
-            rule = BenchSpec(defence, NO_ATTACK, base).aggregator
+            probe = BenchSpec(defence, NO_ATTACK, replace(base, review=per_proposal_review))
+            rule = probe.aggregator
             for attack in attacks:
                 for ratio in ([0.0] if attack == NO_ATTACK else ratios):
-                    f = assumed_byzantine(rule, n, ratio if attack != NO_ATTACK else min(ratios))
-                    config = replace(base, malicious_ratio=ratio, seed=seed,
+                    f = assumed_byzantine(rule, n, ratio)
+                    config = replace(base, malicious_ratio=ratio, seed=seed, aggregator=rule,
+                                     review=probe.review or base.review,
                                      attack="label_flip" if attack == NO_ATTACK else attack)
                     specs.append(BenchSpec(defence, attack, config, f if rule in _RULES_WITH_F else 0))
     return specs
@@ -212,60 +218,6 @@ def spec_record(spec: BenchSpec, command: list[str] | None = None) -> dict:
 # Chainless runs
 
 
-class RobustLedger:
-    """``fl.simulation.baselines.AcceptAllLedger`` (no voters, every round accepted) whose new
-    global model is ``AGGREGATORS[rule]`` over the round's proposals, put in the store so the
-    round loop adopts it by its hash. Centered clipping is centred at the last global update."""
-
-    total_gas = 0
-
-    def __init__(self, addresses, config: SimulationConfig, store, rule: str, num_byzantine: int, initial: dict):
-        from fl.simulation.baselines import AcceptAllLedger
-
-        self._inner = AcceptAllLedger(addresses, config.proposer_fraction, config.seed, store=store)
-        self.store = store
-        self.rule = rule
-        self.num_byzantine = num_byzantine
-        self.global_state = initial
-        self.previous_update: dict | None = None
-
-    def open_round(self, caller=None):
-        return self._inner.open_round(caller)
-
-    def propose(self, round_id, proposals):
-        self._inner.propose(round_id, proposals)
-
-    def proposals_of(self, round_id):
-        return self._inner.proposals_of(round_id)
-
-    def commit(self, round_id, commits):
-        pass
-
-    def reveal(self, round_id, reveals):
-        pass
-
-    def advance_to(self, timestamp):
-        pass
-
-    def pool_tokens(self) -> float:
-        return 0.0
-
-    def settle(self, round_id, caller=None):
-        from fl.defences.aggregators import AGGREGATORS
-        from fl.learning.store import deserialize, hash_state
-        from fl.protocol.votes import Decision, Settlement
-
-        updates = [(deserialize(self.store.get(p.update_hash)), p.sample_count) for p in self.proposals_of(round_id)]
-        params = {}
-        if self.rule == "centered_clipping" and self.previous_update is not None:
-            params["previous_update"] = self.previous_update
-        new_state = AGGREGATORS[self.rule](updates, self.global_state, num_byzantine=self.num_byzantine, **params)
-        self.previous_update = {k: new_state[k] - self.global_state[k].float() for k in new_state}
-        self.global_state = new_state
-        new_hash = self.store.put_state(new_state)
-        return Settlement(round_id, Decision.ACCEPTED, new_hash, 0, 0, 0)
-
-
 _DATA_CACHE: dict[tuple, object] = {}
 
 
@@ -287,7 +239,7 @@ def run_chainless(spec: BenchSpec, folder: Path) -> dict:
     from eth_utils import to_checksum_address
 
     from fl.learning.store import UpdateStore
-    from fl.learning.tasks import task_of
+    from fl.simulation.baselines import AcceptAllLedger
     from fl.simulation.recorder import RunRecorder
     from fl.simulation.rounds import make_clients, run_protocol
 
@@ -303,8 +255,7 @@ def run_chainless(spec: BenchSpec, folder: Path) -> dict:
     store = UpdateStore(str(folder / "updates"))
     addresses = [to_checksum_address(f"0x{i + 1:040x}") for i in range(config.clients)]
     clients = make_clients(data, addresses, config)
-    initial = {k: v.detach().clone() for k, v in task_of(config).make_model(data, config.seed).state_dict().items()}
-    ledger = RobustLedger(addresses, config, store, spec.aggregator, spec.num_byzantine, initial)
+    ledger = AcceptAllLedger(addresses, config.proposer_fraction, config.seed, store=store)
     records, _ = run_protocol(config, data, clients, ledger, store, opener=None,
                               on_round=lambda record, extra: recorder.record_round(record))
     shutil.rmtree(folder / "updates", ignore_errors=True)
@@ -354,9 +305,7 @@ def run_protocol_cell(spec: BenchSpec, results: Path, network: str | None, simul
     if folder.exists():
         shutil.rmtree(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    command = simulate_command(spec.config, folder, network, simulate_params)
-    command += ["--review", spec.review, "--aggregator", spec.aggregator, "--num-byzantine", str(spec.num_byzantine)] \
-        if "num-byzantine" in simulate_params else ["--review", spec.review, "--aggregator", spec.aggregator]
+    command = simulate_command(spec.config, folder, network, simulate_params)  # --review, --aggregator from config
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     log_path = folder.parent / f"{folder.name}.{LOG_FILE}"
     with open(log_path, "w") as log:
@@ -418,6 +367,7 @@ def run_benchmark(
     jobs: int = 1,
     network: str | None = None,
     best_aggregator: str = "auto",
+    per_proposal_review: str = DEFAULT_PER_PROPOSAL_REVIEW,
     simulate_params: set[str] = frozenset(),
     command: str = "",
     echo=print,
@@ -434,7 +384,7 @@ def run_benchmark(
 
     results = Path(results)
     defences = expand_defences(defences, best_aggregator, results, base.task)
-    specs = plan_benchmark(base, defences, attacks, ratios, seeds)
+    specs = plan_benchmark(base, defences, attacks, ratios, seeds, per_proposal_review)
     todo = [s for s in specs if not is_done(s.folder(results))]
     results.mkdir(parents=True, exist_ok=True)
     echo(f"{len(specs)} runs planned, {len(specs) - len(todo)} already done, {len(todo)} to run -> {results}")
@@ -543,8 +493,16 @@ def _chainless_main(plan: str, results: str, jobs: int) -> None:
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
+    import signal
+
     specs = [_spec_from_json(r) for r in json.loads(Path(plan).read_text())]
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        def stop(signum, frame):  # the parent stopped: end the workers too, not only this process
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+            raise SystemExit(1)
+
+        signal.signal(signal.SIGTERM, stop)
         futures = {pool.submit(run_chainless_in_worker, s, results): s for s in specs}
         for future in as_completed(futures):
             label = futures[future].label()

@@ -6,8 +6,10 @@
   ``active - 1``; a seeded random draw) and accepts every aggregate. Same data, same model
   initialisation, same local training, same malicious proposers (``make_proposal``), same
   canonical FedAvg: the only difference from the protocol run is that nobody votes it down
-  and nobody is slashed or removed. Voters are still drawn and still score the aggregate
-  (their votes are ignored), so the loop is literally the protocol's.
+  and nobody is slashed or removed. The new model is ``config.aggregator`` over every proposal
+  (so the robust-aggregator baselines, "Krum" etc., are ``--aggregator`` runs of this ledger).
+  With ``with_voters`` voters are still drawn and still review (their ballots are ignored), so
+  the loop is literally the protocol's.
 - **Oracle**: centralised training of the same model on all clients' training rows pooled
   (``FederatedData.central_train``), no attackers, with the task's training function. One
   Oracle round trains ``local_epochs`` epochs on a fresh random ``proposer_fraction`` share
@@ -37,9 +39,8 @@ from fl.simulation.rounds import (
     make_clients,
     run_protocol,
 )
-from fl.defences.aggregate import fedavg
-from fl.learning.store import UpdateStore, deserialize, hash_state
-from fl.protocol.votes import Decision, Proposal, RoundOpening, Settlement, Vote
+from fl.learning.store import UpdateStore, hash_state
+from fl.protocol.votes import Decision, Proposal, RoundOpening, Settlement, mask_from_verdicts
 
 try:
     from fl.learning.tasks import task_of
@@ -60,12 +61,11 @@ def selection_sizes(active: int, proposer_fraction: float) -> tuple[int, int]:
 
 
 class AcceptAllLedger:
-    """A ``fl.simulation.rounds.Ledger`` with no contract: seeded proposer draw, every aggregate accepted.
+    """A ``fl.simulation.rounds.Ledger`` with no contract: seeded proposer draw, every proposal accepted.
 
-    With ``store`` given, no voters are drawn (their votes would be ignored anyway, and scoring
-    the aggregate on 40 validation splits is most of a round's time): the ledger records the
-    FedAvg of the round's proposals itself, computed from the store exactly as the voters
-    would (``fl.simulation.rounds.build_aggregate``), so the loop adopts the same model.
+    With ``store`` given, no voters are drawn (their ballots would be ignored anyway, and reviewing
+    on 40 validation splits is most of a round's time). The recorded hash is, as on chain, the
+    parent hash the voters attested (all must agree), or the last one when no voter revealed.
     """
 
     total_gas = 0
@@ -77,7 +77,8 @@ class AcceptAllLedger:
         self.store = store
         self.round_id = 0
         self._proposals: dict[int, list[Proposal]] = {}
-        self._reveals: dict[int, list[tuple[str, Vote, bytes]]] = {}
+        self._reveals: dict[int, list] = {}
+        self._recorded = bytes(32)
 
     def open_round(self, caller=None) -> RoundOpening:
         self.round_id += 1
@@ -94,20 +95,20 @@ class AcceptAllLedger:
     def commit(self, round_id: int, commits) -> None:
         pass
 
-    def reveal(self, round_id: int, reveals) -> None:
-        self._reveals[round_id] = [(a, v, h) for a, v, h, _ in reveals]
+    def reveal(self, round_id: int, ballots) -> None:
+        self._reveals[round_id] = list(ballots)
 
     def settle(self, round_id: int, caller=None) -> Settlement:
-        if self.store is not None:
-            updates = [(deserialize(self.store.get(p.update_hash)), p.sample_count) for p in self.proposals_of(round_id)]
-            return Settlement(round_id, Decision.ACCEPTED, hash_state(fedavg(updates)), 0, 0, 0)
-        reveals = self._reveals.get(round_id, [])
-        hashes = {h for _, _, h in reveals}
-        if len(hashes) != 1:
-            raise RuntimeError(f"round {round_id}: voters computed {len(hashes)} different aggregates")
-        accepts = sum(v == Vote.ACCEPT for _, v, _ in reveals)
+        ballots = self._reveals.get(round_id, [])
+        parents = {b.parent_hash for b in ballots}
+        if len(parents) > 1:
+            raise RuntimeError(f"round {round_id}: voters attested {len(parents)} different parent models")
+        if parents:
+            self._recorded = parents.pop()
+        count = len(self.proposals_of(round_id))
         return Settlement(
-            round_id, Decision.ACCEPTED, hashes.pop(), accepts, len(reveals) - accepts, len(reveals)
+            round_id, Decision.ACCEPTED if count else Decision.REJECTED, self._recorded,
+            mask_from_verdicts([True] * count), count, len(ballots),
         )
 
     def advance_to(self, timestamp: int) -> None:

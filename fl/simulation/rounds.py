@@ -3,8 +3,13 @@
 One round: the ledger (the contracts) opens a round and draws proposers and voters; each
 proposer trains from the global model and publishes its update to the content-addressed
 store and its hash on chain; each voter fetches every proposal, checks it against its hash,
-rebuilds the FedAvg aggregate, scores it on its private validation split and commits, then
-reveals, its vote; the ledger settles and records the new global model hash.
+reviews EACH proposal with the review rule (`config.review`, fl/defences/voter_review.py; the
+paper's rule `aggregate` scores the FedAvg of all proposals and casts one verdict for all) and
+commits, then reveals, its ballot (a bit mask over the proposals) and the parent hash (the hash of
+the model the round started from); the ledger settles each proposal on its own and records the
+parent hash a voter majority attested. The clients' new global model is `config.aggregator`
+(default FedAvg, bit-exact) over the ACCEPTED proposals, or the old model if none was accepted;
+so the hash on chain lags one round behind it (notes: PROTOCOL_V2).
 
 `run_protocol` drives that loop against a ledger (``fl.chain.ledger.ProtocolChain``); nothing here
 imports Ape. fl.simulation.baselines runs the same loop over an accept-everything ledger (plain FedAvg,
@@ -21,15 +26,18 @@ from typing import Callable, Protocol, Sequence
 import torch
 
 from fl.defences.aggregate import fedavg
+from fl.defences.aggregators import AGGREGATORS
+from fl.defences.review import ReviewInputs, review
+from fl.defences.voter_review import RULES as REVIEW_RULES, VoterView, review_round, rule_named
 from fl.attacks.behaviours import (
     IMAGE_ONLY_ATTACKS, MALICIOUS_ROLES, PROPOSER_ATTACKS, VOTER_ATTACKS, Behaviour, Proposer, assign_malicious,
-    backdoor_success_rate, behaviour_for, decide_vote, make_round_proposals,
+    backdoor_success_rate, behaviour_for, make_round_proposals, voter_verdicts,
 )
 from fl.learning.data import ClientData, FederatedData, load_lending_club, make_federated_data
 from fl.learning.model import evaluate, init_model, load_state, score
 from fl.learning.store import StoreError, UpdateStore, hash_state
 from fl.learning.tasks import task_of
-from fl.protocol.votes import Vote, commitment_for
+from fl.protocol.votes import Ballot, mask_from_verdicts
 
 ZERO_HASH = bytes(32)
 TASKS = ("lending", "fmnist", "chestxray")
@@ -62,6 +70,8 @@ class SimulationConfig:
     dirichlet_alpha: float = 0.5  # label concentration of the non-IID image split (inf = IID)
     samples_per_client: int = 200  # image tasks: training + validation images per client
     model: str = "cnn"  # image tasks: cnn | densenet121 (needs torchvision)
+    review: str = "aggregate"  # the voters' review rule (fl.defences.voter_review.RULES)
+    aggregator: str = "fedavg"  # the new global model over the accepted proposals (fl.defences.aggregators)
 
     def validate(self) -> None:
         checks = [
@@ -85,6 +95,8 @@ class SimulationConfig:
             (self.dirichlet_alpha > 0, "dirichlet alpha must be positive"),
             (self.samples_per_client >= 2, "samples per client must be at least 2"),
             (self.model in ("cnn", "densenet121"), "model must be cnn or densenet121"),
+            (self.review in REVIEW_RULES, f"review must be one of {', '.join(REVIEW_RULES)}"),
+            (self.aggregator in AGGREGATORS, f"aggregator must be one of {', '.join(AGGREGATORS)}"),
         ]
         for ok, message in checks:
             if not ok:
@@ -125,6 +137,18 @@ class RoundRecord:
     gas: int
     seconds: float
     global_model_hash: str
+    # per-proposal review (issue 11); accept_votes / reject_votes above count the uniform ballots
+    # (accept every proposal / reject every proposal), which for the paper's rule are all of them
+    proposals: int = 0
+    accepted_proposals: int = 0
+    honest_accepted: int = 0
+    honest_rejected: int = 0
+    malicious_accepted: int = 0
+    malicious_rejected: int = 0
+    removed_honest: int = 0
+    removed_malicious: int = 0
+    parent_model_hash: str = ""  # the model this round started from (what its voters attested)
+    recorded_model_hash: str = ""  # what the chain recorded at this settlement
     attack_success_rate: float = float("nan")  # backdoor runs: triggered test images classified as the target
 
 
@@ -281,6 +305,7 @@ def run_protocol(
     salts = random.Random(derived_seed(config.seed, 7))
     aggregates = AggregateCache(store)
     scores = ScoreCache(template, task.score_name(config), task.evaluate)
+    rule = rule_named(config.review)
     records: list[RoundRecord] = []
 
     for _ in range(config.rounds):
@@ -311,25 +336,29 @@ def run_protocol(
         ledger.propose(r, proposals)
         ledger.advance_to(opening.proposal_deadline)
 
-        # 3-5. Aggregate and validate; commit, then reveal after the commit deadline.
-        aggregate, aggregate_hash, problem = aggregates.get(ledger.proposals_of(r), run.global_state)
+        # 3-5. Review each proposal; commit, then reveal after the commit deadline.
+        onchain = ledger.proposals_of(r)
+        states = fetch_proposals(store, onchain, run.global_state)
+        parent_hash = run.global_hash
+        honest = honest_verdicts(
+            config, rule, onchain, states, opening.voters, by_address, run, template, task, scores, aggregates, r
+        )
+        proposer_list = [p.proposer for p in onchain]
         ballots = []
-        for address in opening.voters:
+        for address, verdicts in zip(opening.voters, honest, strict=True):
             client = by_address[address]
-            current = scores.get(run.global_hash, run.global_state, client)
-            # A proposal that is missing, tampered with or malformed makes the aggregate unusable.
-            candidate = float("-inf") if aggregate is None else scores.get(aggregate_hash, aggregate, client)
-            accept = decide_vote(candidate, current, config.epsilon, client.behaviour, opening.proposers)
+            ballot = voter_verdicts(verdicts, client.behaviour, proposer_list)
             salt = salts.getrandbits(256).to_bytes(32, "big")
-            ballots.append((address, Vote.ACCEPT if accept else Vote.REJECT, aggregate_hash, salt))
-        ledger.commit(r, [(a, commitment_for(r, a, v, h, s)) for a, v, h, s in ballots])
+            ballots.append(Ballot(address, mask_from_verdicts(ballot), parent_hash, salt))
+        ledger.commit(r, [(b.voter, b.commitment(r)) for b in ballots])
         ledger.advance_to(opening.commit_deadline)
         ledger.reveal(r, ballots)
         ledger.advance_to(opening.reveal_deadline)
 
-        # 6-7. Settle; the clients adopt the model whose hash the chain recorded.
+        # 6-7. Settle; the clients' new model is the aggregator over the accepted proposals.
         settlement = ledger.settle(r, opener)
-        adopt_recorded_model(run, settlement.global_model_hash, aggregate, aggregate_hash, store)
+        accepted = settlement.accepted(len(onchain))
+        problem = adopt_accepted(run, config, states, onchain, accepted, store)
         for address, (_, _, slashed, rewarded) in settlement.outcomes.items():
             run.tokens[address] += rewarded - slashed
         run.pool_tokens = ledger.pool_tokens()
@@ -339,28 +368,91 @@ def run_protocol(
         record = summarise_round(
             r, settlement, opening, clients, run, metrics, ledger.total_gas - gas_before, started
         )
+        poisoned = [by_address[p.proposer].behaviour.malicious_proposer for p in onchain]
+        malicious_set = {c.address for c in clients if c.malicious}
+        record.proposals = len(onchain)
+        record.accepted_proposals = sum(accepted)
+        record.honest_accepted = sum(a and not m for a, m in zip(accepted, poisoned))
+        record.honest_rejected = sum(not a and not m for a, m in zip(accepted, poisoned))
+        record.malicious_accepted = sum(a and m for a, m in zip(accepted, poisoned))
+        record.malicious_rejected = sum(not a and m for a, m in zip(accepted, poisoned))
+        record.removed_malicious = sum(a in malicious_set for a in opening.removed)
+        record.removed_honest = len(opening.removed) - record.removed_malicious
+        record.parent_model_hash = "0x" + parent_hash.hex()
+        record.recorded_model_hash = "0x" + settlement.global_model_hash.hex()
+        record.accept_votes = sum(b.accept_mask == (1 << len(onchain)) - 1 for b in ballots if onchain)
+        record.reject_votes = sum(b.accept_mask == 0 for b in ballots)
         if config.attack == "backdoor":
             record.attack_success_rate = backdoor_success_rate(model, data.test)
         records.append(record)
         if on_round:
-            on_round(record, {"problem": problem, "tokens": dict(run.tokens)})
+            on_round(record, {"problem": problem, "tokens": dict(run.tokens), "accepted": accepted})
     return records, run
 
 
-def adopt_recorded_model(run: RunState, recorded: bytes, aggregate, aggregate_hash: bytes, store) -> None:
-    """Make the clients' global model the one whose hash the chain recorded."""
-    if recorded == run.global_hash:
-        return
-    if aggregate is not None and recorded == aggregate_hash:
-        run.global_state, run.global_hash = aggregate, aggregate_hash
-        store.put_state(aggregate)  # late joiners and restarted clients fetch the global model here
-        return
-    # A majority accepted a hash no honest voter computed: adopt it only if it is a valid model.
+def fetch_proposals(store: UpdateStore, proposals, reference: dict) -> list[dict | None]:
+    """Each proposal's verified state from the store (None: missing, tampered with or malformed)."""
+    states = []
+    for p in proposals:
+        try:
+            states.append(store.load_update(p.update_hash, reference))
+        except (StoreError, ValueError, OSError):
+            states.append(None)
+    return states
+
+
+def honest_verdicts(config, rule, proposals, states, voters, by_address, run, template, task, scores, aggregates, r):
+    """Every voter's honest verdicts on the round's proposals (before any malicious inversion)."""
+    count = len(proposals)
+    if rule.policy == "aggregate":  # the paper's voter: the aggregate of ALL proposals vs the global model
+        aggregate, aggregate_hash, _ = aggregates.get(proposals, run.global_state)
+        out = []
+        for address in voters:
+            client = by_address[address]
+            current = scores.get(run.global_hash, run.global_state, client)
+            # A proposal that is missing, tampered with or malformed makes the aggregate unusable.
+            candidate = float("-inf") if aggregate is None else scores.get(aggregate_hash, aggregate, client)
+            inputs = ReviewInputs(count, aggregate_score=candidate, global_score=current)
+            out.append(review("aggregate", inputs, epsilon=config.epsilon))
+        return out
+    views = [
+        VoterView(by_address[a].data.val, by_address[a].data.train, derived_seed(config.seed, r, by_address[a].index, 11))
+        for a in voters
+    ]
+    return review_round(
+        rule, template, run.global_state, states, [p.sample_count for p in proposals], views, train=task.train, lr=config.lr
+    )
+
+
+def aggregate_accepted(name: str, updates: list[tuple[dict, int]], reference: dict, malicious_ratio: float) -> dict:
+    """`AGGREGATORS[name]` over the accepted (state, count) pairs. The rule is told to tolerate
+    f = floor(malicious_ratio * n) Byzantine inputs, lowered to the largest f it admits for n."""
+    f = int(malicious_ratio * len(updates))
+    while True:
+        try:
+            return AGGREGATORS[name](updates, reference, num_byzantine=f)
+        except ValueError:
+            if f == 0:
+                raise
+            f -= 1
+
+
+def adopt_accepted(run: RunState, config, states, proposals, accepted: list[bool], store) -> str:
+    """Make the clients' global model the aggregator over the accepted proposals (unchanged if
+    none). Returns a problem message, or "" (an accepted proposal nobody can load is left out)."""
+    chosen = [(s, p.sample_count) for s, p, a in zip(states, proposals, accepted) if a and s is not None]
+    problem = ""
+    if sum(accepted) > len(chosen):
+        problem = f"{sum(accepted) - len(chosen)} accepted proposal(s) could not be loaded"
+    if not chosen:
+        return problem
     try:
-        run.global_state = store.load_update(recorded, run.global_state)
-        run.global_hash = recorded
-    except (StoreError, ValueError):
-        pass
+        new_state = aggregate_accepted(config.aggregator, chosen, run.global_state, config.malicious_ratio)
+    except ValueError as exc:
+        return f"{config.aggregator} failed on the accepted proposals: {exc}"
+    run.global_state = new_state
+    run.global_hash = store.put_state(new_state)  # late joiners and restarted clients fetch it here
+    return problem
 
 
 def _mean(units) -> float:
@@ -376,8 +468,8 @@ def summarise_round(r, settlement, opening, clients, run: RunState, metrics, gas
     return RoundRecord(
         round=r,
         decision=settlement.decision.name.lower(),
-        accept_votes=settlement.accept_votes,
-        reject_votes=settlement.reject_votes,
+        accept_votes=0,  # set by the round loop from the ballots
+        reject_votes=0,
         revealed_votes=settlement.revealed_votes,
         proposers=len(opening.proposers),
         malicious_proposers=sum(a in malicious_set for a in opening.proposers),

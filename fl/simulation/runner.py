@@ -24,6 +24,7 @@ from fl.chain.reproducible import isolated_embedded_run, pin_clock
 from fl.protocol.params import ProtocolParams, to_tokens, to_units
 from fl.learning.model import init_model, state_of
 from fl.simulation.recorder import RunRecorder
+from fl.defences.voter_review import rule_named
 from fl.simulation.rounds import SimulationConfig, load_federated_data, make_clients, run_protocol
 from fl.learning.store import UpdateStore, hash_state
 from fl.learning.tasks import task_of
@@ -67,6 +68,7 @@ def _run_simulation(config: SimulationConfig, folder: Path, progress: bool, keep
     recorder = RunRecorder(
         folder,
         {"simulation": asdict(config), "voter_score": task_of(config).score_name(config),
+         "review_rule": asdict(rule_named(config.review)),
          "protocol": asdict(params), "python": platform.python_version()},
     )
 
@@ -107,6 +109,9 @@ def _run_simulation(config: SimulationConfig, folder: Path, progress: bool, keep
     conservation = token_conservation(protocol, holders, to_units(config.stake) * len(holders))
     chain_hash = protocol.global_model_hash()
     client_hash = bytes.fromhex(rows[-1]["global_model_hash"][2:]) if rows else initial_hash
+    # The chain records the parent hash a voter majority attested: the model the clients held at
+    # the START of the last settled round (PROTOCOL_V2: the record lags one round).
+    parent_hash = bytes.fromhex(rows[-1]["parent_model_hash"][2:]) if rows else initial_hash
     tokens_from_events = _stakes_from_events(recorder.folder, holders, to_units(config.stake))
     summary = {
         "rounds_requested": config.rounds,
@@ -126,14 +131,38 @@ def _run_simulation(config: SimulationConfig, folder: Path, progress: bool, keep
         "pool_tokens": to_tokens(conservation["pool_balance"]),
         "global_model_hash_onchain": "0x" + chain_hash.hex(),
         "global_model_hash_clients": "0x" + client_hash.hex(),
-        "global_model_hash_matches": chain_hash == client_hash,
+        "global_model_hash_last_parent": "0x" + parent_hash.hex(),
+        "global_model_hash_matches": chain_hash == parent_hash,
         "event_tokens_match_chain": tokens_from_events == {a: protocol.stake_of(a) for a in holders},
         "gas_by_call": {k: {"calls": len(v), "mean": sum(v) / len(v), "max": max(v)} for k, v in protocol.gas_by_call.items()},
+        **review_summary(rows, clients),
         "wall_seconds": round(time.perf_counter() - started, 2),
         "network": network_name(),
         "clock_pinned": clock_pinned,
     }
     return recorder.finish(summary, stake_required=config.proposer_stake)
+
+
+def review_summary(rows: list[dict], clients) -> dict:
+    """Per-proposal review over the run: share of proposals rejected (poisoned / honest) and the
+    clients removed (honest / malicious) with the rounds they were removed in."""
+    def total(name):
+        return sum(int(r[name]) for r in rows)
+
+    malicious, honest = total("malicious_accepted") + total("malicious_rejected"), total("honest_accepted") + total("honest_rejected")
+    removal_rounds = {"honest": [], "malicious": []}
+    for r in rows:
+        removal_rounds["honest"] += [int(r["round"])] * int(r["removed_honest"])
+        removal_rounds["malicious"] += [int(r["round"])] * int(r["removed_malicious"])
+    return {
+        "proposals_malicious": malicious,
+        "proposals_honest": honest,
+        "malicious_proposals_rejected_pct": 100.0 * total("malicious_rejected") / malicious if malicious else math.nan,
+        "honest_proposals_rejected_pct": 100.0 * total("honest_rejected") / honest if honest else math.nan,
+        "removed_honest": len(removal_rounds["honest"]),
+        "removed_malicious": len(removal_rounds["malicious"]),
+        "removal_rounds": removal_rounds,
+    }
 
 
 def _stakes_from_events(folder: Path, holders: list[str], initial: int) -> dict[str, int]:

@@ -7,7 +7,7 @@ import pytest
 from ape.exceptions import DecodingError
 from ape_ethereum.ecosystem import Ethereum
 
-from protocol_model import DEFAULT_PARAMS, INITIAL_MODEL, TOKEN, Role, RoundState, Vote, commitment_of
+from protocol_model import DEFAULT_PARAMS, INITIAL_MODEL, TOKEN, Role, RoundState, accept_all, commitment_of, update_of
 
 
 # ---------------------------------------------------------------- workaround
@@ -182,11 +182,12 @@ def open_round(voting, owner):
 
 @pytest.fixture(scope="session")
 def commit(voting):
-    """Factory: commit `vote` on `agg` for `voter` with a salt derived from the voter; returns the salt."""
+    """Factory: commit ballot `mask` and `parent` hash for `voter`, with a salt derived from the
+    voter unless given; returns the salt."""
 
-    def commit(round_id, voter, vote, agg, salt=None):
+    def commit(round_id, voter, mask, parent=INITIAL_MODEL, salt=None):
         salt = salt or bytes.fromhex(voter.address[2:].lower().rjust(64, "0"))
-        voting.commitVote(round_id, commitment_of(round_id, voter.address, vote, agg, salt), sender=voter)
+        voting.commitVote(round_id, commitment_of(round_id, voter.address, mask, parent, salt), sender=voter)
         return salt
 
     return commit
@@ -194,27 +195,31 @@ def commit(voting):
 
 @pytest.fixture(scope="session")
 def play_round(voting, open_round, advance_to, commit):
-    """Factory: run a whole round. `proposes(proposer)` -> bool, `votes(voter)` -> (vote, agg) or
-    None for silence or "commit-only". Returns (round_id, proposers, voters, settle_tx)."""
+    """Factory: run a whole round. `proposes(proposer)` -> bool; `votes(voter, proposals)` ->
+    (acceptMask, parentHash), None for silence, or "commit-only" (commits, never reveals); by
+    default every voter accepts every proposal and attests the recorded global model hash.
+    Returns (round_id, proposers, voters, settle_tx)."""
 
-    def play_round(update=b"\x11" * 32, proposes=lambda p: True, votes=None, settle=True):
+    def play_round(proposes=lambda p: True, votes=None, settle=True):
         round_id, proposers, voters, _ = open_round()
         for p in proposers:
             if proposes(p):
-                voting.propose(round_id, update, 100, sender=p)
+                voting.propose(round_id, update_of(p.address), 100, sender=p)
+        proposals = voting.getRound(round_id).proposalCount
+        parent = voting.globalModelHash()
         advance_to(round_id, RoundState.Committing)
         plan = {}
         for v in voters:
-            choice = votes(v) if votes else (Vote.Accept, update)
+            choice = votes(v, proposals) if votes else (accept_all(proposals), parent)
             if choice is None:
                 continue
             if choice == "commit-only":
-                commit(round_id, v, Vote.Accept, update)
+                commit(round_id, v, 0, parent)
                 continue
             plan[v] = (choice, commit(round_id, v, *choice))
         advance_to(round_id, RoundState.Revealing)
-        for v, ((vote, agg), salt) in plan.items():
-            voting.revealVote(round_id, vote, agg, salt, sender=v)
+        for v, ((mask, parent_hash), salt) in plan.items():
+            voting.revealVote(round_id, mask, parent_hash, salt, sender=v)
         advance_to(round_id, RoundState.Settleable)
         tx = voting.settle(round_id, sender=voters[0] if voters else proposers[0]) if settle else None
         return round_id, proposers, voters, tx
@@ -228,4 +233,4 @@ def _all_accounts():
     return list(accounts.test_accounts)
 
 
-__all__ = ["Role", "Vote"]
+__all__ = ["Role"]

@@ -1,10 +1,13 @@
 """Hypothesis stateful test: many random rounds against a plain Python model of the protocol.
 
 Clients join, deposit and withdraw (also locked stake, which must revert), rounds open, proposers
-propose or stay silent, voters commit honestly, dishonestly or not at all, reveal or not, the clock
-moves, and anyone settles (also too early, which must revert). After every step the contracts are
-compared with the model (stakes, locked stakes, membership, the active set and its order, wallets,
-the pool, the round record, decisions) and every invariant of DESIGN.md is checked.
+propose (honest or poisoned updates) or stay silent, voters commit ballots over the proposals
+(per-proposal honest, dishonest, the paper's uniform verdict on the aggregate, a wrong parent hash,
+bits beyond the proposals) or nothing, reveal or not, the clock moves, and anyone settles (also too
+early, which must revert). After every step the contracts are compared with the model (stakes,
+locked stakes, membership, the active set and its order, wallets, the pool, the round record, the
+per-proposal tally, the salt mix, the seed the model derives itself, decisions, the recorded model)
+and every invariant of DESIGN.md is checked.
 
 Cost: `STATEFUL_EXAMPLES` (default 10; 3 on anvil, where every revert costs a call trace) examples
 of `STATEFUL_STEPS` (default 25) steps. CI runs without the shrink phase; set `STATEFUL_SHRINK=1`
@@ -33,13 +36,20 @@ from protocol_model import (
     DEFAULT_PARAMS,
     INITIAL_MODEL,
     TOKEN,
+    ZERO32,
     Decision,
     Role,
     RoundState,
-    Vote,
+    accept_all,
     commitment_of,
+    fisher_yates_draw,
+    initial_seed,
+    round_seed,
+    salt_share,
     selection_sizes,
     settle_outcome,
+    tally,
+    xor32,
 )
 
 EXAMPLES = os.environ.get("STATEFUL_EXAMPLES")  # default: 10 on the embedded chain, 3 on anvil
@@ -49,9 +59,11 @@ SHRINK = os.environ.get("STATEFUL_SHRINK", "0") == "1"
 N_CLIENTS = 8  # clients in the machine (accounts 3..10)
 N_PRESTAKED = 5  # of which these start with 64 tokens staked; the others join through `deposit`
 WALLET = 400 * TOKEN  # minted to every client before the run
-OTHER_HASH = b"\xee" * 32  # an aggregate no honest voter computes
+OTHER_HASH = b"\xee" * 32  # a parent model hash no honest voter holds
 TX = {"gas": 3_000_000}  # explicit gas: no estimate per transaction (reverts still raise)
 SEEN = Counter()  # what the run exercised; printed at the end (see it with `-s`)
+# 40 % proposers: 2-3 proposals a round among 5-8 clients, so ballots split between proposals
+PARAMS = {**DEFAULT_PARAMS, "proposerFractionBps": 4_000}
 
 
 def event(what):
@@ -64,16 +76,6 @@ def expect_revert(error, **fields):
     return ape.reverts(error, **fields)
 
 
-def draw(seed, active, k, v):
-    """The partial Fisher-Yates draw of VotingRound.openRound: (proposers, voters) in draw order."""
-    clients, n, picks = list(active), len(active), []
-    for i in range(k + v):
-        j = i + int.from_bytes(keccak(encode(["bytes32", "uint256"], [seed, i])), "big") % (n - i)
-        clients[i], clients[j] = clients[j], clients[i]
-        picks.append(clients[i])
-    return picks[:k], picks[k:]
-
-
 @dataclass
 class ModelRound:
     """The model's record of one round."""
@@ -83,12 +85,15 @@ class ModelRound:
     deadlines: tuple  # (proposal, commit, reveal)
     proposers: list  # selected, in draw order
     voters: list
+    parent: bytes  # the model the clients hold when the round opens (what honest voters attest)
     proposals: dict = field(default_factory=dict)  # proposer -> (update hash, samples), submission order
     poisoned: set = field(default_factory=set)  # proposers that sent a poisoned update
-    commits: dict = field(default_factory=dict)  # voter -> (vote, aggregate hash, salt)
-    reveals: dict = field(default_factory=dict)  # voter -> (vote, aggregate hash), reveal order
+    commits: dict = field(default_factory=dict)  # voter -> (acceptMask, parent hash, salt)
+    reveals: dict = field(default_factory=dict)  # voter -> (acceptMask, parent hash), reveal order
+    salt_mix: bytes = ZERO32
     settled: bool = False
     decision: int = Decision.NONE
+    accepted_mask: int = 0
 
     def state_at(self, timestamp):
         if self.settled:
@@ -99,9 +104,19 @@ class ModelRound:
                 return state
         return RoundState.SETTLEABLE
 
-    def honest_aggregate(self):
-        """What every honest voter computes: a hash over the proposals in submission order."""
-        return keccak(b"".join(h for h, _ in self.proposals.values()))
+    def honest_ballot(self):
+        """What an honest voter's review finds: accept every proposal that is not poisoned."""
+        return sum(1 << i for i, a in enumerate(self.proposals) if a not in self.poisoned)
+
+    def aggregate_ballot(self):
+        """The paper's voter: one verdict on the aggregate, accept all iff nothing is poisoned."""
+        return accept_all(len(self.proposals)) if self.proposals and not self.poisoned else 0
+
+    def produced_model(self, before):
+        """The model the clients hold after this round: FedAvg of the accepted proposals (here a
+        hash over their update hashes), or `before` when none was accepted."""
+        accepted = [h for i, (h, _) in enumerate(self.proposals.values()) if self.accepted_mask >> i & 1]
+        return keccak(b"".join(accepted)) if accepted else before
 
 
 class ProtocolMachine(RuleBasedStateMachine):
@@ -114,7 +129,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     def __init__(self):
         super().__init__()
         self.snapshot = ape.chain.snapshot()
-        p = DEFAULT_PARAMS
+        p = PARAMS
         self.p = p
         self.addrs = [c.address for c in self.clients]
         self.by_addr = {c.address: c for c in self.clients}
@@ -130,7 +145,9 @@ class ProtocolMachine(RuleBasedStateMachine):
             self.active.append(a)
             self.registered.add(a)
         self.pool_balance = 0
-        self.model = INITIAL_MODEL
+        self.model = INITIAL_MODEL  # the hash recorded on chain (confirmed by a voter majority)
+        self.held_model = INITIAL_MODEL  # the model the clients hold (one round ahead of the record)
+        self.seed, self.salt_mix = initial_seed(self.voting.address), ZERO32  # of the latest round
         self.rounds = {}  # round id -> ModelRound
         self.current = 0
         self.seen_states = {}  # round id -> last observed state (only moves forward)
@@ -235,8 +252,10 @@ class ProtocolMachine(RuleBasedStateMachine):
         tx = self.voting.openRound(sender=sender, **TX)
         round_id = self.current + 1
         info = self.voting.getRound(round_id)
+        seed = round_seed(self.seed, self.salt_mix, round_id, self.voting.address)
+        assert info.seed == seed  # the model derives the seed itself: no block data enters
         k, v = selection_sizes(n, self.p)
-        drawn_p, drawn_v = draw(info.seed, self.active, k, v)
+        drawn_p, drawn_v = fisher_yates_draw(seed, self.active, k, v)
         proposers, voters, removed = [], [], []
         for a, role in [(a, Role.PROPOSER) for a in drawn_p] + [(a, Role.VOTER) for a in drawn_v]:
             required = self.p["proposerStake"] if role == Role.PROPOSER else self.p["voterStake"]
@@ -256,8 +275,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         event(f"open: opened ({len(removed)} removed)")
         self.current = round_id
         self.rounds[round_id] = ModelRound(
-            round_id, info.seed, (info.proposalDeadline, info.commitDeadline, info.revealDeadline),
-            proposers, voters)
+            round_id, seed, (info.proposalDeadline, info.commitDeadline, info.revealDeadline),
+            proposers, voters, self.held_model)
         assert info.openedAt + self.p["proposalPeriod"] == info.proposalDeadline
 
     # each action has a single-client rule (any client, any time: the revert paths) and a batch
@@ -288,17 +307,21 @@ class ProtocolMachine(RuleBasedStateMachine):
                 r.poisoned.add(a)
 
     def act_commit(self, r, a, choice):
-        """Voter `a` commits an "honest", "dishonest" or "other-hash" vote, or stays "silent"."""
+        """Voter `a` commits a ballot and a parent hash: "honest" (per proposal), "dishonest" (every
+        verdict flipped, a wrong parent), "aggregate" (the paper's uniform verdict), "other-parent"
+        (honest ballot, wrong parent), "bad-bits" (a bit beyond the proposals), or stays "silent"."""
         if choice == "silent":
             return
-        good = bool(r.proposals) and not r.poisoned  # what an honest voter's validation finds
-        vote, agg = {
-            "honest": (Vote.ACCEPT if good else Vote.REJECT, r.honest_aggregate()),
-            "dishonest": (Vote.REJECT if good else Vote.ACCEPT, r.honest_aggregate()),
-            "other-hash": (Vote.ACCEPT, OTHER_HASH),
+        full = accept_all(len(r.proposals))
+        mask, parent = {
+            "honest": (r.honest_ballot(), r.parent),
+            "dishonest": (full ^ r.honest_ballot(), OTHER_HASH),
+            "aggregate": (r.aggregate_ballot(), r.parent),
+            "other-parent": (r.honest_ballot(), OTHER_HASH),
+            "bad-bits": (r.honest_ballot() | 1 << len(r.proposals), r.parent),
         }[choice]
         salt = keccak(encode(["uint256", "address", "string"], [r.round_id, a, choice]))
-        commitment = commitment_of(r.round_id, a, vote, agg, salt)
+        commitment = commitment_of(r.round_id, a, mask, parent, salt)
         state = self.next_state()
         call = lambda: self.voting.commitVote(r.round_id, commitment, sender=self.by_addr[a], **TX)  # noqa: E731
         if state != RoundState.COMMITTING:
@@ -314,17 +337,17 @@ class ProtocolMachine(RuleBasedStateMachine):
         else:
             call()
             event(f"commit {choice}")
-            r.commits[a] = (vote, agg, salt)
+            r.commits[a] = (mask, parent, salt)
 
     def act_reveal(self, r, a, choice):
-        """Voter `a` reveals its commitment ("reveal"), a different vote ("tampered"), or stays "silent"."""
+        """Voter `a` reveals its commitment ("reveal"), another ballot or parent ("tampered"), or stays "silent"."""
         if choice == "silent":
             return
-        vote, agg, salt = r.commits.get(a, (Vote.ACCEPT, r.honest_aggregate(), b"\x00" * 32))
-        if choice == "tampered":
-            vote = Vote.REJECT if vote == Vote.ACCEPT else Vote.ACCEPT
+        mask, parent, salt = r.commits.get(a, (r.honest_ballot(), r.parent, ZERO32))
+        if choice == "tampered":  # flip one verdict, or the parent hash when there is no proposal
+            mask, parent = (mask ^ 1, parent) if r.proposals else (mask, keccak(parent))
         state = self.next_state()
-        call = lambda: self.voting.revealVote(r.round_id, vote, agg, salt, sender=self.by_addr[a], **TX)  # noqa: E731
+        call = lambda: self.voting.revealVote(r.round_id, mask, parent, salt, sender=self.by_addr[a], **TX)  # noqa: E731
         if state != RoundState.REVEALING:
             with expect_revert(self.voting.RoundNotInState, roundId=r.round_id, current=state,
                                required=RoundState.REVEALING):
@@ -338,13 +361,17 @@ class ProtocolMachine(RuleBasedStateMachine):
         elif a in r.reveals:
             with expect_revert(self.voting.RoundAlreadyRevealed, roundId=r.round_id, voter=a):
                 call()
+        elif mask >> len(r.proposals):
+            with expect_revert(self.voting.RoundInvalidBallot, acceptMask=mask, proposalCount=len(r.proposals)):
+                call()
         elif choice == "tampered":
             with expect_revert(self.voting.RoundCommitmentMismatch, roundId=r.round_id, voter=a):
                 call()
         else:
             call()
             event("reveal")
-            r.reveals[a] = (vote, agg)
+            r.reveals[a] = (mask, parent)
+            r.salt_mix = xor32(r.salt_mix, salt_share(a, salt))
 
     def pick(self, r, role_list, i):
         """A client: usually one holding the role, sometimes any client of the machine."""
@@ -357,7 +384,7 @@ class ProtocolMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.unsettled())
     @rule(i=st.integers(0, 2**16),
           action=st.sampled_from(["propose honest", "propose poisoned", "commit honest", "commit dishonest",
-                                  "commit other-hash", "reveal reveal", "reveal tampered", "open now",
+                                  "commit other-parent", "commit aggregate", "commit bad-bits", "reveal reveal", "reveal tampered", "open now",
                                   "settle now"]))
     def act_one(self, i, action):
         """One client (usually one holding the role) acts, whatever the phase: the revert paths
@@ -394,7 +421,8 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.next_state() in (RoundState.PROPOSING, RoundState.COMMITTING)
                   and len(self.live().commits) < len(self.live().voters))
-    @rule(choices=st.lists(st.sampled_from(["honest", "honest", "dishonest", "other-hash", "silent"]),
+    @rule(choices=st.lists(st.sampled_from(["honest", "honest", "dishonest", "aggregate", "other-parent", "bad-bits",
+                                            "silent"]),
                            min_size=N_CLIENTS, max_size=N_CLIENTS))
     def commit_all(self, choices):
         """Wait for the commit phase if need be, then every voter commits or stays silent."""
@@ -452,27 +480,40 @@ class ProtocolMachine(RuleBasedStateMachine):
                              required=RoundState.SETTLEABLE):
                 self.voting.settle(round_id, sender=sender, **TX)
             return
-        expected = settle_outcome(self.p, r.proposers, r.voters, set(r.proposals), r.reveals,
-                                  self.pool_balance, self.model)
+        submitted = list(r.proposals)
+        expected = settle_outcome(self.p, r.proposers, r.voters, submitted, r.reveals, self.pool_balance, self.model)
         tx = self.voting.settle(round_id, sender=sender, **TX)
         [done] = tx.decode_logs(self.voting.RoundSettled)
-        assert (done.decision, done.globalModelHash, done.revealedVotes) == (
-            expected.decision, expected.model, len(r.reveals))
+        assert (done.decision, done.globalModelHash, done.acceptedMask, done.acceptedCount, done.revealedVotes) == (
+            expected.decision, expected.model, expected.accepted_mask, expected.accepted_count, len(r.reveals))
+        [parent] = tx.decode_logs(self.voting.ParentHashTallied)
+        assert (parent.parentHash, parent.votes, parent.confirmed) == (
+            expected.leading_parent, expected.leading_votes, expected.confirmed)
+        assert [(e.proposer, e.index, e.accepted, e.accepts) for e in tx.decode_logs(self.voting.ProposalSettled)] == [
+            (a, i, bool(expected.accepted_mask >> i & 1), expected.accepts[i]) for i, a in enumerate(submitted)]
         settled = {e.client: (e.won, e.slashed, e.rewarded) for e in tx.decode_logs(self.voting.ParticipantSettled)}
-        assert settled == {a: (a not in expected.slashed, expected.slashed.get(a, 0), expected.rewarded.get(a, 0))
+        assert settled == {a: (expected.won[a], expected.slashed[a], expected.rewarded[a])
                            for a in r.proposers + r.voters}
         for a in r.proposers + r.voters:
-            slashed = expected.slashed.get(a, 0)
+            slashed = expected.slashed[a]
             assert slashed <= self.locked[a]  # no slash beyond the locked stake
-            self.stake[a] += expected.rewarded.get(a, 0) - slashed
+            self.stake[a] += expected.rewarded[a] - slashed
         for a in r.proposers:
             self.locked[a] -= self.p["proposerStake"]
         for a in r.voters:
             self.locked[a] -= self.p["voterStake"]
         self.pool_balance += expected.swept - expected.pool_release
-        event(f"settle: {Decision(expected.decision).name}, {len(r.reveals)}/{len(r.voters)} revealed")
+        split = 0 < expected.accepted_count < len(submitted)
+        event(f"settle: {Decision(expected.decision).name}{' (split)' if split else ''}, "
+              f"{len(r.reveals)}/{len(r.voters)} revealed")
+        event("settle: parent " + ("confirmed" if expected.confirmed else "not confirmed")
+              + (" (wrong hash)" if expected.confirmed and expected.model != r.parent else ""))
+        if any(2 * a == len(r.reveals) for a in expected.accepts):
+            event("settle: a proposal tied")
         self.model = expected.model
-        r.settled, r.decision = True, expected.decision
+        r.settled, r.decision, r.accepted_mask = True, expected.decision, expected.accepted_mask
+        self.held_model = r.produced_model(self.held_model)
+        self.seed, self.salt_mix = r.seed, r.salt_mix
 
     @precondition(lambda self: self.removed)
     @rule(pick=st.integers(0, 2**16))
@@ -492,7 +533,8 @@ class ProtocolMachine(RuleBasedStateMachine):
         commit phase and let the voters commit, wait for the reveal phase and reveal, or wait for
         the reveal deadline and settle. `plan[i]` (0-9) picks the i-th client's behaviour."""
         propose = ["honest"] * 6 + ["poisoned"] * 2 + ["silent"] * 2
-        commit = ["honest"] * 4 + ["dishonest"] * 3 + ["other-hash"] + ["silent"] * 2  # ties happen
+        commit = (["honest"] * 3 + ["dishonest"] * 2 + ["aggregate"] * 2 + ["other-parent", "bad-bits", "silent"])
+        # (ties happen, per proposal and among parent hashes)
         reveal = ["reveal"] * 7 + ["tampered"] + ["silent"] * 2
         if not self.unsettled():
             return self.open_round(c, [propose[x] for x in plan])
@@ -559,12 +601,19 @@ class ProtocolMachine(RuleBasedStateMachine):
         r = self.live()
         if r is None:
             assert v.state == RoundState.NONE
+            assert v.nextSeed == round_seed(self.seed, ZERO32, 1, self.voting.address)
             return
         assert v.state == r.state_at(v.timestamp)
         assert v.state >= self.seen_states.get(r.round_id, RoundState.NONE)  # only moves forward
         self.seen_states[r.round_id] = v.state
         info = v.round
         assert info.seed == r.seed
+        assert info.saltMix == r.salt_mix
+        assert v.nextSeed == round_seed(r.seed, r.salt_mix, r.round_id + 1, self.voting.address)
+        accepts, leading, leading_votes = tally(r.reveals, len(r.proposals))
+        assert v.proposalAccepts == accepts
+        assert (info.leadingParentHash, info.leadingParentVotes) == (leading, leading_votes)
+        assert (info.acceptedMask, info.acceptedCount) == (r.accepted_mask, bin(r.accepted_mask).count("1"))
         assert (info.proposalDeadline, info.commitDeadline, info.revealDeadline) == r.deadlines
         assert (info.proposerCount, info.voterCount) == (len(r.proposers), len(r.voters))
         assert info.proposalCount == len(r.proposals)  # one proposal per proposer
@@ -580,7 +629,7 @@ def test_protocol_matches_model(chain, project, owner, token, accounts):
     clients = [accounts[i] for i in range(3, 3 + N_CLIENTS)]
     registry = project.StakeRegistry.deploy(token, sender=owner)
     pool = project.ProposalPool.deploy(token, registry, sender=owner)
-    voting = project.VotingRound.deploy(registry, pool, DEFAULT_PARAMS, INITIAL_MODEL, sender=owner)
+    voting = project.VotingRound.deploy(registry, pool, PARAMS, INITIAL_MODEL, sender=owner)
     registry.bind(voting, pool, sender=owner)
     pool.bind(voting, sender=owner)
     lens = project.ProtocolLens.deploy(sender=owner)

@@ -2,12 +2,12 @@
 import ape
 import pytest
 
-from protocol_model import Role, RoundState, Vote, commitment_of
+from protocol_model import INITIAL_MODEL, ZERO32, Role, RoundState, commitment_of, salt_share, xor32
 
 UPDATE = b"\x11" * 32
 OTHER = b"\x22" * 32
 SALT = b"\x5a" * 32
-ZERO32 = b"\x00" * 32
+PARENT = INITIAL_MODEL
 
 
 @pytest.fixture
@@ -28,10 +28,10 @@ def committing(opened, voting, advance_to):
 
 @pytest.fixture
 def revealing(committing, voting, advance_to):
-    """Voters 0 and 1 committed Accept UPDATE; voters 2 and 3 did not commit."""
+    """Voters 0 and 1 committed to accept the one proposal (mask 1) with PARENT; voters 2 and 3 did not commit."""
     round_id, proposers, voters = committing
     for v in voters[:2]:
-        voting.commitVote(round_id, commitment_of(round_id, v.address, Vote.ACCEPT, UPDATE, SALT), sender=v)
+        voting.commitVote(round_id, commitment_of(round_id, v.address, 1, PARENT, SALT), sender=v)
     advance_to(round_id, RoundState.REVEALING)
     return committing
 
@@ -108,8 +108,8 @@ def test_propose__unknown_round__reverts(voting, opened):
 # ---------------------------------------------------------------- commit
 def test_commit_vote__voter__records_and_emits(voting, committing):
     round_id, _, voters = committing
-    c = commitment_of(round_id, voters[0].address, Vote.ACCEPT, UPDATE, SALT)
-    assert voting.commitmentFor(round_id, voters[0], Vote.ACCEPT, UPDATE, SALT) == c
+    c = commitment_of(round_id, voters[0].address, 1, PARENT, SALT)
+    assert voting.commitmentFor(round_id, voters[0], 1, PARENT, SALT) == c
 
     tx = voting.commitVote(round_id, c, sender=voters[0])
 
@@ -155,89 +155,132 @@ def test_commit_vote__zero__reverts(voting, committing):
 
 
 # ---------------------------------------------------------------- reveal
-def test_reveal_vote__matching__tallies_and_emits(voting, revealing):
+@pytest.fixture
+def ballots(stake, clients, voting, open_round, advance_to):
+    """Round 1 with 10 clients (2 proposers, both proposed, 8 voters) in its commit phase."""
+    stake(clients[:10])
+    round_id, proposers, voters, _ = open_round()
+    for p in proposers:
+        voting.propose(round_id, UPDATE, 100, sender=p)
+    advance_to(round_id, RoundState.COMMITTING)
+    return round_id, proposers, voters
+
+
+def test_reveal_vote__matching__records_tallies_and_emits(voting, revealing):
     round_id, _, voters = revealing
 
-    tx = voting.revealVote(round_id, Vote.ACCEPT, UPDATE, SALT, sender=voters[0])
+    tx = voting.revealVote(round_id, 1, PARENT, SALT, sender=voters[0])
 
     [event] = tx.decode_logs(voting.VoteRevealed)
-    assert (event.roundId, event.voter, event.vote, event.aggregateHash) == (
-        round_id, voters[0].address, Vote.ACCEPT, UPDATE)
+    assert (event.roundId, event.voter, event.acceptMask, event.parentHash) == (round_id, voters[0].address, 1, PARENT)
     p = voting.getParticipant(round_id, voters[0])
-    assert (p.revealed, p.vote, p.modelHash) == (True, Vote.ACCEPT, UPDATE)
+    assert (p.revealed, p.acceptMask, p.modelHash) == (True, 1, PARENT)
     info = voting.getRound(round_id)
-    assert (info.revealCount, info.leadingAccepts, info.leadingHash, info.rejectCount) == (1, 1, UPDATE, 0)
+    assert (info.revealCount, info.leadingParentVotes, info.leadingParentHash) == (1, 1, PARENT)
+    assert info.saltMix == salt_share(voters[0].address, SALT)
+    assert voting.proposalAccepts(round_id) == [1]
+    assert voting.parentHashVotes(round_id, PARENT) == 1
 
 
-def test_reveal_vote__reject__counts_reject(voting, committing, commit, advance_to):
-    round_id, _, voters = committing
-    salt = commit(round_id, voters[0], Vote.REJECT, UPDATE)
+def test_reveal_vote__mixed_ballots__counts_each_proposal(voting, ballots, commit, advance_to):
+    round_id, _, voters = ballots
+    masks = [0b01, 0b11, 0b10, 0b00, 0b11]
+    salts = [commit(round_id, v, m) for v, m in zip(voters, masks)]
     advance_to(round_id, RoundState.REVEALING)
-    voting.revealVote(round_id, Vote.REJECT, UPDATE, salt, sender=voters[0])
-    info = voting.getRound(round_id)
-    assert (info.revealCount, info.rejectCount, info.leadingAccepts) == (1, 1, 0)
+
+    for v, m, salt in zip(voters, masks, salts):
+        voting.revealVote(round_id, m, PARENT, salt, sender=v)
+
+    expected = [sum(m >> i & 1 for m in masks) for i in range(2)]
+    assert voting.proposalAccepts(round_id) == expected == [3, 3]
+    assert voting.getRound(round_id).revealCount == len(masks)
 
 
-def test_reveal_vote__lead_tie__first_hash_keeps_lead(voting, committing, commit, advance_to):
-    round_id, _, voters = committing
-    salts = [commit(round_id, voters[0], Vote.ACCEPT, UPDATE), commit(round_id, voters[1], Vote.ACCEPT, OTHER)]
+def test_reveal_vote__salt_mix__xor_of_revealed_shares(voting, ballots, commit, advance_to):
+    round_id, _, voters = ballots
+    salts = [commit(round_id, v, 0, salt=bytes([i + 1]) * 32) for i, v in enumerate(voters[:3])]
     advance_to(round_id, RoundState.REVEALING)
-    voting.revealVote(round_id, Vote.ACCEPT, UPDATE, salts[0], sender=voters[0])
-    voting.revealVote(round_id, Vote.ACCEPT, OTHER, salts[1], sender=voters[1])
+    expected = ZERO32
+    for v, salt in zip(voters[:3], salts):
+        voting.revealVote(round_id, 0, PARENT, salt, sender=v)
+        expected = xor32(expected, salt_share(v.address, salt))
+        assert voting.getRound(round_id).saltMix == expected
+
+
+@pytest.mark.parametrize("mask", [1 << 2, 0b111, 1 << 255], ids=["bit-P", "all-plus-P", "bit-255"])
+def test_reveal_vote__bit_beyond_proposals__reverts(voting, ballots, commit, advance_to, mask):
+    round_id, _, voters = ballots
+    salt = commit(round_id, voters[0], mask)
+    advance_to(round_id, RoundState.REVEALING)
+    with ape.reverts(voting.RoundInvalidBallot, acceptMask=mask, proposalCount=2):
+        voting.revealVote(round_id, mask, PARENT, salt, sender=voters[0])
+
+
+def test_reveal_vote__no_proposals__only_empty_ballot(voting, opened, commit, advance_to):
+    round_id, _, voters = opened  # the proposer stays silent: P == 0
+    advance_to(round_id, RoundState.COMMITTING)
+    salts = [commit(round_id, voters[0], 1), commit(round_id, voters[1], 0)]
+    advance_to(round_id, RoundState.REVEALING)
+    with ape.reverts(voting.RoundInvalidBallot, acceptMask=1, proposalCount=0):
+        voting.revealVote(round_id, 1, PARENT, salts[0], sender=voters[0])
+    voting.revealVote(round_id, 0, PARENT, salts[1], sender=voters[1])
+    assert voting.proposalAccepts(round_id) == []
+
+
+def test_reveal_vote__parent_lead_tie__first_hash_keeps_lead(voting, committing, commit, advance_to):
+    round_id, _, voters = committing
+    salts = [commit(round_id, voters[0], 1, PARENT), commit(round_id, voters[1], 1, OTHER)]
+    advance_to(round_id, RoundState.REVEALING)
+    voting.revealVote(round_id, 1, PARENT, salts[0], sender=voters[0])
+    voting.revealVote(round_id, 1, OTHER, salts[1], sender=voters[1])
     info = voting.getRound(round_id)
-    assert (info.leadingHash, info.leadingAccepts) == (UPDATE, 1)
+    assert (info.leadingParentHash, info.leadingParentVotes) == (PARENT, 1)
+    assert voting.parentHashVotes(round_id, OTHER) == 1
 
 
 @pytest.mark.parametrize(
-    "vote, agg, salt",
-    [(Vote.REJECT, UPDATE, SALT), (Vote.ACCEPT, OTHER, SALT), (Vote.ACCEPT, UPDATE, b"\x01" * 32)],
-    ids=["other-vote", "other-hash", "other-salt"],
+    "mask, parent, salt",
+    [(0, PARENT, SALT), (1, OTHER, SALT), (1, PARENT, b"\x01" * 32)],
+    ids=["other-ballot", "other-parent", "other-salt"],
 )
-def test_reveal_vote__mismatch__reverts(voting, revealing, vote, agg, salt):
+def test_reveal_vote__mismatch__reverts(voting, revealing, mask, parent, salt):
     round_id, _, voters = revealing
     with ape.reverts(voting.RoundCommitmentMismatch, roundId=round_id, voter=voters[0].address):
-        voting.revealVote(round_id, vote, agg, salt, sender=voters[0])
+        voting.revealVote(round_id, mask, parent, salt, sender=voters[0])
 
 
 def test_commitment__binds_voter_address(voting, revealing):
     round_id, _, voters = revealing
-    # voters[1] committed the same (vote, hash, salt), but the commitment binds the voter's address
-    c = commitment_of(round_id, voters[0].address, Vote.ACCEPT, UPDATE, SALT)
+    # voters[1] committed the same (ballot, parent, salt), but the commitment binds the voter's address
+    c = commitment_of(round_id, voters[0].address, 1, PARENT, SALT)
     assert voting.getParticipant(round_id, voters[1]).commitment != c
 
 
 def test_reveal_vote__not_committed__reverts(voting, revealing):
     round_id, _, voters = revealing
     with ape.reverts(voting.RoundNotCommitted, roundId=round_id, voter=voters[2].address):
-        voting.revealVote(round_id, Vote.ACCEPT, UPDATE, SALT, sender=voters[2])
+        voting.revealVote(round_id, 1, PARENT, SALT, sender=voters[2])
 
 
 def test_reveal_vote__twice__reverts(voting, revealing):
     round_id, _, voters = revealing
-    voting.revealVote(round_id, Vote.ACCEPT, UPDATE, SALT, sender=voters[0])
+    voting.revealVote(round_id, 1, PARENT, SALT, sender=voters[0])
     with ape.reverts(voting.RoundAlreadyRevealed, roundId=round_id, voter=voters[0].address):
-        voting.revealVote(round_id, Vote.ACCEPT, UPDATE, SALT, sender=voters[0])
-
-
-def test_reveal_vote__vote_none__reverts(voting, revealing):
-    round_id, _, voters = revealing
-    with ape.reverts(voting.RoundInvalidVote, vote=Vote.NONE):
-        voting.revealVote(round_id, Vote.NONE, UPDATE, SALT, sender=voters[0])
+        voting.revealVote(round_id, 1, PARENT, SALT, sender=voters[0])
 
 
 def test_reveal_vote__proposer__reverts(voting, revealing):
     round_id, proposers, _ = revealing
     with ape.reverts(voting.RoundNotSelected, roundId=round_id, client=proposers[0].address, role=Role.VOTER):
-        voting.revealVote(round_id, Vote.ACCEPT, UPDATE, SALT, sender=proposers[0])
+        voting.revealVote(round_id, 1, PARENT, SALT, sender=proposers[0])
 
 
 def test_reveal_vote__during_commit__reverts(voting, committing):
     round_id, _, voters = committing
-    voting.commitVote(round_id, commitment_of(round_id, voters[0].address, Vote.ACCEPT, UPDATE, SALT),
-                      sender=voters[0])
+    voting.commitVote(round_id, commitment_of(round_id, voters[0].address, 1, PARENT, SALT), sender=voters[0])
     with ape.reverts(voting.RoundNotInState, roundId=round_id, current=RoundState.COMMITTING,
                      required=RoundState.REVEALING):
-        voting.revealVote(round_id, Vote.ACCEPT, UPDATE, SALT, sender=voters[0])
+        voting.revealVote(round_id, 1, PARENT, SALT, sender=voters[0])
 
 
 def test_reveal_vote__after_deadline__reverts(voting, revealing, advance_to):
@@ -245,9 +288,10 @@ def test_reveal_vote__after_deadline__reverts(voting, revealing, advance_to):
     advance_to(round_id, RoundState.SETTLEABLE)
     with ape.reverts(voting.RoundNotInState, roundId=round_id, current=RoundState.SETTLEABLE,
                      required=RoundState.REVEALING):
-        voting.revealVote(round_id, Vote.ACCEPT, UPDATE, SALT, sender=voters[0])
+        voting.revealVote(round_id, 1, PARENT, SALT, sender=voters[0])
 
 
 def test_commitment_for__matches_python(voting, alice):
-    expected = commitment_of(7, alice.address, Vote.REJECT, OTHER, SALT)
-    assert voting.commitmentFor(7, alice, Vote.REJECT, OTHER, SALT) == expected
+    mask = (1 << 200) | 0b1011
+    expected = commitment_of(7, alice.address, mask, OTHER, SALT)
+    assert voting.commitmentFor(7, alice, mask, OTHER, SALT) == expected

@@ -13,6 +13,7 @@ ZERO = "0x0000000000000000000000000000000000000000"
         ("proposerFractionBps", 0),
         ("proposerFractionBps", 10_000),
         ("maxProposers", 0),
+        ("maxProposers", 257),  # a ballot has 256 bits
         ("maxVoters", 0),
         ("proposerStake", 0),
         ("voterStake", 0),
@@ -37,6 +38,8 @@ def test_constructor__zero_contracts__reverts(project, owner, registry, pool):
 def test_constructor__edge_values__accepted(deploy_protocol):
     _, _, voting = deploy_protocol(proposerFractionBps=9_999, maxProposers=1, maxVoters=1, proposerReward=0)
     assert voting.params().proposerFractionBps == 9_999
+    _, _, widest = deploy_protocol(maxProposers=256, maxVoters=65_535)
+    assert (widest.params().maxProposers, widest.params().maxVoters) == (256, 65_535)
     assert voting.params().proposerReward == 0
 
 
@@ -54,6 +57,7 @@ def test_views__after_deploy(voting, registry, pool):
     assert voting.proposersOf(1) == []
     assert voting.votersOf(1) == []
     assert voting.getRound(1).settled is False
+    assert voting.proposalAccepts(1) == []
 
 
 def test_wiring__registry_and_pool_point_at_round(voting, registry, pool):
