@@ -259,18 +259,24 @@ def _command_line() -> str:
 @click.option("--results", "results", multiple=True, default=(),
               type=click.Path(exists=True, file_okay=False),
               help="Sweep folder(s) to read (repeat for several tasks); runs are grouped by their task. "
-                   "Default: every folder under results/ that holds a sweep.json (lending, fmnist, ...).")
+                   "Default: every folder under results/ that holds a sweep.json (lending, fmnist, ...); "
+                   "benchmark folders (ape run experiment benchmark) become the defence benchmark's section.")
 @click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False),
               help="Folder for RESULTS.md; figures go to <out>/figures.")
 def report(results, out):
     """Read every run folder under --results (experiment.json, metrics.csv, summary.json,
     onchain.json) and write <out>/RESULTS.md with the tables inline and the figures as PNG files in
     <out>/figures, plus the tables as CSV. Nothing is drawn by hand: rerun after any sweep."""
+    from fl.experiments.benchmark_report import is_benchmark_folder
     from fl.experiments.report import write_report
 
     if not results:
         results = sorted(str(p.parent) for p in Path("results").glob("*/sweep.json"))
         if not results:
             raise click.UsageError("no sweep folders under results/: run `ape run experiment sweep` first")
-    path = write_report([Path(r) for r in results], Path(out))
+    sweeps = [Path(r) for r in results if not is_benchmark_folder(Path(r))]
+    benchmarks = [Path(r) for r in results if is_benchmark_folder(Path(r))]
+    if not sweeps:
+        raise click.UsageError("the report needs the paper's sweep folders too (ape run experiment sweep)")
+    path = write_report(sweeps, Path(out), benchmarks=benchmarks)
     click.echo(f"wrote {path}")
