@@ -193,7 +193,7 @@ def test_plan_sweep__seed_by_seed_with_extras_only_where_asked():
         ("protocol", 0.1, 1), ("protocol", 0.4, 1),
     ]
     by_method = {s.method: s.config for s in specs if s.seed == 0}
-    assert by_method["protocol-voters"].attack == "voter" and by_method["protocol-voters"].rounds == 50
+    assert by_method["protocol-voters"].malicious_roles == "voter" and by_method["protocol-voters"].rounds == 50
     assert by_method["protocol-pstake4"].proposer_stake == 4 and by_method["protocol-pstake4"].rounds == 50
     assert by_method["protocol-vote-auroc"].score == "auroc" and by_method["protocol-vote-auroc"].rounds == 100
     assert [s.method for s in extras_only] == ["protocol-voters", "protocol-pstake16"]
