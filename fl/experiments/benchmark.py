@@ -277,12 +277,36 @@ def run_chainless(spec: BenchSpec, folder: Path) -> dict:
     return summary
 
 
+class RunBusy(RuntimeError):
+    """Another benchmark process is making this run right now."""
+
+
+def _locked(folder: Path):
+    """An exclusive lock file beside ``folder`` (two grids into one results folder never make
+    the same run at once); raises ``RunBusy`` if another process holds it."""
+    import contextlib
+    import fcntl
+
+    @contextlib.contextmanager
+    def lock():
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        with open(folder.parent / f".{folder.name}.lock", "w") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunBusy(f"{folder} is being made by another benchmark; rerun when it is done") from None
+            yield
+
+    return lock()
+
+
 def run_chainless_in_worker(spec: BenchSpec, results: str) -> dict:
     """Process-pool entry point: run ``spec`` unless its folder is done."""
     folder = spec.folder(Path(results))
-    if is_done(folder):
-        return json.loads((folder / SUMMARY_FILE).read_text())
-    return run_chainless(spec, folder)
+    with _locked(folder):
+        if is_done(folder):
+            return json.loads((folder / SUMMARY_FILE).read_text())
+        return run_chainless(spec, folder)
 
 
 # ----------------------------------------------------------------------------------------
@@ -291,20 +315,24 @@ def run_chainless_in_worker(spec: BenchSpec, results: str) -> dict:
 
 def run_protocol_cell(spec: BenchSpec, results: Path, network: str | None, simulate_params: set[str]) -> dict:
     """One protocol cell: ``ape run simulate --review ... --aggregator ...`` into its folder."""
+    missing = {"review", "aggregator"} - simulate_params
+    if missing:
+        raise RuntimeError(f"ape run simulate has no --{' --'.join(sorted(missing))}: merge the review branch first")
+    folder = spec.folder(results)
+    with _locked(folder):
+        if is_done(folder):
+            return json.loads((folder / SUMMARY_FILE).read_text())
+        if folder.exists():
+            shutil.rmtree(folder)
+        return _simulate_cell(spec, folder, network, simulate_params)
+
+
+def _simulate_cell(spec: BenchSpec, folder: Path, network: str | None, simulate_params: set[str]) -> dict:
     import os
     import subprocess
 
     from fl.experiments.sweep import LOG_FILE, condense_run, simulate_command
 
-    missing = {"review", "aggregator"} - simulate_params
-    if missing:
-        raise RuntimeError(f"ape run simulate has no --{' --'.join(sorted(missing))}: merge the review branch first")
-    folder = spec.folder(results)
-    if is_done(folder):
-        return json.loads((folder / SUMMARY_FILE).read_text())
-    if folder.exists():
-        shutil.rmtree(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     command = simulate_command(spec.config, folder, network, simulate_params)  # --review, --aggregator from config
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     log_path = folder.parent / f"{folder.name}.{LOG_FILE}"

@@ -152,3 +152,15 @@ print(json.dumps({{"done": is_done(folder), "rounds": summary["rounds_completed"
     result = json.loads(completed.stdout.strip().splitlines()[-1])
 
     assert result == {"done": True, "rounds": 2, "same": True, "untouched": True, "f": 3, "ape": []}
+
+
+def test_run_lock__a_second_process_on_the_same_cell__run_busy(tmp_path):
+    from fl.experiments.benchmark import RunBusy, _locked
+
+    folder = tmp_path / "krum" / "ipm" / "ratio-0.4" / "seed-0"
+    with _locked(folder):
+        with pytest.raises(RunBusy, match="another benchmark"):
+            with _locked(folder):
+                pass
+    with _locked(folder):  # released
+        pass
