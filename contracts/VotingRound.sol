@@ -160,10 +160,9 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
         r.revealCount += 1;
         r.saltMix ^= RoundMath.saltShare(msg.sender, salt);
 
-        uint256[16] storage tally = _acceptTally[roundId];
         for (uint256 w = 0; w * RoundMath.LANES_PER_WORD < proposals; ++w) {
             uint256 bits = (acceptMask >> (w * RoundMath.LANES_PER_WORD)) & RoundMath.LANE_MASK;
-            if (bits != 0) tally[w] += RoundMath.spreadLanes(bits);
+            if (bits != 0) _acceptTally[roundId][w] += RoundMath.spreadLanes(bits);
         }
         uint256 votes = ++_parentVotes[roundId][parentHash];
         // strictly greater: the first hash to reach a count keeps the lead on ties
@@ -178,10 +177,10 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
     function settle(uint256 roundId) external nonReentrant {
         _requireState(roundId, RoundState.Settleable);
         RoundInfo storage r = _rounds[roundId];
-        Tally memory t;
-        t.revealed = r.revealCount;
-        t.accepts = _acceptsOf(roundId, r.proposalCount);
-        (t.acceptedMask, t.acceptedCount) = RoundMath.decide(t.accepts, t.revealed);
+        uint256 revealed = r.revealCount;
+        uint256[] memory accepts = _acceptsOf(roundId, r.proposalCount);
+        (uint256 acceptedMask, uint256 acceptedCount) = RoundMath.decide(accepts, revealed);
+        Tally memory t = Tally(accepts, acceptedMask, acceptedCount, revealed);
         Decision decision = t.acceptedCount > 0 ? Decision.Accepted : Decision.Rejected;
         bool confirmed = RoundMath.isMajority(r.leadingParentVotes, t.revealed);
         if (confirmed) _globalModelHash = r.leadingParentHash;
@@ -385,7 +384,7 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
             _registry.slash(c, stake);
             emit ParticipantSettled(roundId, c, Role.Proposer, false, stake, 0);
         }
-        uint256 share;
+        uint256 share = 0;
         if (t.acceptedCount > 0) {
             share = RoundMath.proposerShare(_proposerReward, t.acceptedCount, _pool.balance());
             if (share > 0) _pool.release(share * t.acceptedCount);
@@ -417,16 +416,18 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
         uint256[] memory shares = RoundMath.proposalShares(judged, t.acceptedMask, t.revealed, voters.length, stake);
         uint256[] memory slashes = new uint256[](voters.length);
         uint256[] memory rewards = new uint256[](voters.length);
+        bool[] memory won = new bool[](voters.length);
         for (uint256 i = 0; i < voters.length; ++i) {
             Participant storage p = _participants[roundId][voters[i]];
-            (slashes[i], rewards[i]) = RoundMath.voterOutcome(p.revealed, p.acceptMask, t.acceptedMask, shares, stake);
+            (slashes[i], rewards[i], won[i]) =
+                RoundMath.voterOutcome(p.revealed, p.acceptMask, t.acceptedMask, shares, stake);
             if (slashes[i] > 0) _registry.slash(voters[i], slashes[i]);
         }
         for (uint256 i = 0; i < voters.length; ++i) {
             address c = voters[i];
             if (slashes[i] < stake) _registry.unlock(c, stake - slashes[i]);
             if (rewards[i] > 0) _registry.reward(c, rewards[i]);
-            emit ParticipantSettled(roundId, c, Role.Voter, slashes[i] == 0, slashes[i], rewards[i]);
+            emit ParticipantSettled(roundId, c, Role.Voter, won[i], slashes[i], rewards[i]);
         }
     }
 

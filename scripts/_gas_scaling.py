@@ -22,6 +22,7 @@ checks it slot by slot against real deposits); the drawn clients then act throug
 impersonation. docs/GAS.md records the numbers measured with it.
 """
 import random
+import re
 from statistics import mean
 from typing import Callable, Sequence, Union
 
@@ -241,8 +242,7 @@ def measure_round_gas(project, accounts_or_factory: AccountsOrFactory, clients: 
             token.approve(registry, CLIENT_STAKE, sender=member)
             gas["deposit"].append(registry.deposit(CLIENT_STAKE, sender=member).gas_used)
 
-    tx = voting.openRound(sender=deployer)
-    gas["openRound"].append(tx.gas_used)
+    gas["openRound"].append(_send(voting.openRound, sender=deployer).gas_used)
     round_id = voting.currentRoundId()
     info = voting.getRound(round_id)
     proposers = [actor(a) for a in voting.proposersOf(round_id)]
@@ -250,7 +250,7 @@ def measure_round_gas(project, accounts_or_factory: AccountsOrFactory, clients: 
 
     for i, proposer in enumerate(proposers):
         update = keccak(encode(["uint256", "uint256"], [round_id, i]))
-        gas["propose"].append(voting.propose(round_id, update, 100 + i, sender=proposer).gas_used)
+        gas["propose"].append(_send(voting.propose, round_id, update, 100 + i, sender=proposer).gas_used)
     _advance_to(chain, info.proposalDeadline)
     masks = ballot_masks(len(voters), len(proposers), ballots, seed)
     plan = []
@@ -258,13 +258,13 @@ def measure_round_gas(project, accounts_or_factory: AccountsOrFactory, clients: 
         salt = keccak(encode(["uint256", "uint256"], [seed, i]))
         commitment = keccak(encode(["uint256", "address", "uint256", "bytes32", "bytes32"],
                                    [round_id, voter.address, mask, INITIAL_MODEL, salt]))
-        gas["commitVote"].append(voting.commitVote(round_id, commitment, sender=voter).gas_used)
+        gas["commitVote"].append(_send(voting.commitVote, round_id, commitment, sender=voter).gas_used)
         plan.append((voter, mask, salt))
     _advance_to(chain, info.commitDeadline)
     for voter, mask, salt in plan:
-        gas["revealVote"].append(voting.revealVote(round_id, mask, INITIAL_MODEL, salt, sender=voter).gas_used)
+        gas["revealVote"].append(_send(voting.revealVote, round_id, mask, INITIAL_MODEL, salt, sender=voter).gas_used)
     _advance_to(chain, info.revealDeadline)
-    gas["settle"].append(voting.settle(round_id, sender=deployer).gas_used)
+    gas["settle"].append(_send(voting.settle, round_id, sender=deployer).gas_used)
 
     calls = {name: _stats(values) for name, values in gas.items() if values}
     round_names = ("openRound", "propose", "commitVote", "revealVote", "settle")
@@ -281,6 +281,25 @@ def measure_round_gas(project, accounts_or_factory: AccountsOrFactory, clients: 
         "fits_block": max_call <= BLOCK_GAS_LIMIT,
         "accepted": voting.getRound(round_id).acceptedCount,
     }
+
+
+def _send(method, *args, sender):
+    """`method(*args, sender=sender)`; if the node has not mined it within Ape's acceptance timeout
+    (a busy machine, or anvil's automine missing it: foundry-rs/foundry#10122), mine a block and
+    wait for that same transaction (never resend)."""
+    from ape import chain
+    from ape.exceptions import TransactionNotFoundError
+
+    try:
+        return method(*args, sender=sender)
+    except TransactionNotFoundError as exc:
+        found = re.search(r"0x[0-9a-fA-F]{64}", str(exc))
+        if found is None:
+            raise
+        chain.provider.mine()
+        receipt = chain.provider.get_receipt(found.group(0), timeout=300)
+        receipt.raise_for_status()
+        return receipt
 
 
 def _impersonator(ape_accounts, provider, balance_wei: int = 10**21) -> Callable[[str], object]:

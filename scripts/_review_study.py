@@ -19,7 +19,7 @@ fresh optimiser, so every client's update is computed at once (vmapped gradients
 step); the harness checks it against fl.behaviours.make_proposal at start. Image tasks use the
 project's training per client.
 
-Not an ape command. Example (writes results/review-study/<tag>/):
+Not an ape command. Example (writes results/review-study/data/<run>.{json,rounds.csv,proposals.csv}):
     nice -n 10 python scripts/_review_study.py --rules cosine,aggregate --ratios 0.1,0.4 --seeds 0,1
 """
 
@@ -59,6 +59,8 @@ OUT = ROOT / "results" / "review-study"
 RULES: dict[str, tuple[str, dict, str]] = {
     "fedavg-clean": ("accept_all", {}, ""),  # no attackers at all
     "fedavg-attack": ("accept_all", {}, ""),
+    # not a rule: accepts exactly the honest proposals (the ceiling of any per-proposal filter)
+    "oracle-filter": ("oracle", {}, ""),
     "aggregate": ("aggregate", {"epsilon": 0.01}, "accuracy"),  # the paper's voter
     "aggregate-logloss": ("aggregate", {"epsilon": 0.0}, "logloss"),
     "global-ll-k0": ("loss_vs_global", {"k": 0.0}, "logloss"),
@@ -365,6 +367,7 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
     rejected_count = [0] * clients
     review_seconds = 0.0
     reviews = 0
+    norm_ratio_max = {"honest": 0.0, "malicious": 0.0}  # max ||update|| / reference_norm seen
     for r in range(1, rounds + 1):
         drawn = random.Random(derived_seed(seed, 13, r)).sample(range(clients), clients)
         proposers, voters = drawn[:k], drawn[k:]
@@ -381,11 +384,11 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
                                               lambda i=i: honest_updates[i], lambda j=j: flipped[j])
         weights = sample_counts[proposers]
         started = time.perf_counter()
-        if policy == "accept_all":
+        if policy in ("accept_all", "oracle"):
             honest_voters, honest_accepts, quantiles = [], [0] * k, [[float("nan")] * 3] * k
             counterfactual = [[-1] * k for _ in TAUS]
-            accepted = [True] * k
-            verdicts = [[True] * k for _ in voters]
+            accepted = [True] * k if policy == "accept_all" else [not m for m in mal]
+            verdicts = [list(accepted) for _ in voters]
         else:
             models = [flat.unsqueeze(0), flat + updates]
             agg_update = (weights.unsqueeze(1) * updates.double()).sum(0) / weights.sum()
@@ -414,6 +417,10 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
             reference_norms = None
             if "max_norm_ratio" in params:  # the voter's own update trained exactly like a proposer's
                 reference_norms = update_fn(flat, voters, [False] * len(voters), r).double().norm(dim=1)
+                ratios = updates.double().norm(dim=1).unsqueeze(0) / reference_norms.unsqueeze(1)  # (V, P)
+                for i, m in enumerate(mal):
+                    key = "malicious" if m else "honest"
+                    norm_ratio_max[key] = max(norm_ratio_max[key], float(ratios[:, i].max()))
             if rule in OWN_MULTI_EPOCH:
                 own = trainer.multi_step_updates(flat, voters, OWN_MULTI_EPOCH[rule])
             elif rule in OWN_GRADIENT:
@@ -502,6 +509,7 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
         "rejected_per_client": rejected_count,
         "tokens_end": [round(t, 3) for t in ledger.tokens],
         "malicious": flags,
+        "norm_ratio_max": norm_ratio_max,
         "review_ms_per_voter_round": 1000.0 * review_seconds / reviews if reviews else 0.0,
     }
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -518,7 +526,7 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
     return summary
 
 
-def bench(task_name: str, repeats: int = 50) -> dict:
+def bench(task_name: str, repeats: int = 20) -> dict:
     """Milliseconds one voter spends per round, as a real voter does it (nothing shared with
     other voters): flatten P proposals, one batched forward of the P + 1 models on its
     validation rows, per-example log-loss, its own update (gradient, or one local epoch with the
@@ -538,28 +546,27 @@ def bench(task_name: str, repeats: int = 50) -> dict:
                                lr=config.lr, seed=c, num_features=data.num_features, template=template,
                                train=task.train) for c in range(P)]
     voter = data.clients[P]
-    timings: dict[str, list[float]] = {"gradient_cosine_or_loss": [], "adam_cosine_or_loss": [], "paper_aggregate": []}
+    timings: dict[str, list[float]] = {"recommended_cosine_20ep": [], "loss_vs_global_batched": [], "paper_aggregate": []}
+    from fl.defences.review import OWN_UPDATE_EPOCHS, RECOMMENDED_PARAMETERS, RECOMMENDED_POLICY
     for _ in range(repeats):
-        for recipe in ("gradient", "adam"):
-            t0 = time.perf_counter()
-            flat_global = flatten_parameters(state, names)
-            updates = torch.stack([flatten_parameters(p, names) for p in proposals]) - flat_global
-            logits = stacked_logits(template, torch.cat([flat_global.unsqueeze(0), flat_global + updates]), voter.val.X)
-            losses = per_example_log_loss(logits, voter.val.y)
-            if recipe == "gradient":
-                model = template
-                params = {n: t.clone().requires_grad_(True) for n, t in state.items() if n in names}
-                out = torch.func.functional_call(model, params, (voter.train.X,))
-                loss = (torch.nn.functional.binary_cross_entropy_with_logits(out, voter.train.y) if out.ndim == 1
-                        else torch.nn.functional.cross_entropy(out, voter.train.y))
-                own = -torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, [params[n] for n in names])])
-            else:
-                own_state = make_proposal(state, voter.train, behaviour_for(False, "proposer"), epochs=1, lr=config.lr,
-                                          seed=1, num_features=data.num_features, template=template, train=task.train)
-                own = flatten_parameters(own_state, names) - flat_global
-            review("cosine_or_loss", ReviewInputs(P, proposal_losses=losses[1:], global_losses=losses[0],
-                                                  proposal_updates=updates, own_update=own), threshold=0.0, k=1.0)
-            timings[f"{recipe}_cosine_or_loss"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        flat_global = flatten_parameters(state, names)
+        updates = torch.stack([flatten_parameters(p, names) for p in proposals]) - flat_global
+        own_state = make_proposal(state, voter.train, behaviour_for(False, "proposer"), epochs=OWN_UPDATE_EPOCHS * config.local_epochs,
+                                  lr=config.lr, seed=1, num_features=data.num_features, template=template, train=task.train)
+        reference_state = make_proposal(state, voter.train, behaviour_for(False, "proposer"), epochs=config.local_epochs,
+                                        lr=config.lr, seed=1, num_features=data.num_features, template=template, train=task.train)
+        inputs = ReviewInputs(P, proposal_updates=updates, own_update=flatten_parameters(own_state, names) - flat_global,
+                              reference_norm=float((flatten_parameters(reference_state, names) - flat_global).norm()))
+        review(RECOMMENDED_POLICY, inputs, **RECOMMENDED_PARAMETERS)
+        timings["recommended_cosine_20ep"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        flat_global = flatten_parameters(state, names)
+        updates = torch.stack([flatten_parameters(p, names) for p in proposals]) - flat_global
+        logits = stacked_logits(template, torch.cat([flat_global.unsqueeze(0), flat_global + updates]), voter.val.X)
+        losses = per_example_log_loss(logits, voter.val.y)
+        review("loss_vs_global", ReviewInputs(P, proposal_losses=losses[1:], global_losses=losses[0]), k=1.0)
+        timings["loss_vs_global_batched"].append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         aggregate_state = fedavg([(p, len(data.clients[c].train)) for c, p in enumerate(proposals)])
         for s_ in (state, aggregate_state):
@@ -568,24 +575,37 @@ def bench(task_name: str, repeats: int = 50) -> dict:
     return {k: 1000.0 * float(np.median(v)) for k, v in timings.items()} | {"proposals": P, "task": task_name}
 
 
-def summarise(folder: Path, seeds: list[int] | None = None) -> list[dict]:
-    """One row per (task, attack, rule, ratio): means over the seeds of the run summaries."""
+def summarise(folder: Path, seeds: list[int] | None = None, aliases: dict[str, str] | None = None) -> list[dict]:
+    """One row per (task, attack, rule, ratio): means over the seeds of the run summaries.
+    ``aliases`` renames rules before grouping (to pool runs whose verdicts are provably equal)."""
     groups: dict[tuple, list[dict]] = {}
     for file in sorted(folder.glob("*.json")):
         s = json.loads(file.read_text())
+        s["_file"] = str(file)
+        s["rule"] = (aliases or {}).get(s["rule"], s["rule"])
         if seeds is not None and s["seed"] not in seeds:
             continue
         groups.setdefault((s["task"], s["attack"], s["rule"], s["ratio"]), []).append(s)
+    clean = {(r["task"], r["seed"]): r["auroc_last_half"] for runs in groups.values() for r in runs if r["rule"] == "fedavg-clean"}
     table = []
     for (task, attack, rule, ratio), runs in sorted(groups.items()):
+        runs = sorted(runs, key=lambda r: r["seed"])
         def mean(key):
             values = [r[key] for r in runs if not (isinstance(r[key], float) and math.isnan(r[key]))]
             return float(np.mean(values)) if values else float("nan")
         def std(key):
             return float(np.std([r[key] for r in runs], ddof=1)) if len(runs) > 1 else 0.0
+        survival = {}
+        for stake in (4.0, 8.0, 16.0):
+            counts = [proposer_survival(Path(r["_file"].replace(".json", ".proposals.csv")), r["clients"], stake, 50)
+                      for r in runs]
+            survival[f"stake{int(stake)}_malicious_removed_by_50"] = sum(c[0] for c in counts)
+            survival[f"stake{int(stake)}_honest_removed"] = sum(c[2] for c in counts)
         table.append({
             "task": task, "attack": attack, "rule": rule, "ratio": ratio, "seeds": " ".join(str(r["seed"]) for r in runs),
             "auroc": mean("auroc_last_half"), "auroc_std": std("auroc_last_half"),
+            "auroc_minus_clean_same_seeds": float(np.mean([r["auroc_last_half"] - clean.get((task, r["seed"]), float("nan")) for r in runs])),
+            "worst_seed_auroc_minus_clean": float(np.min([r["auroc_last_half"] - clean.get((task, r["seed"]), float("nan")) for r in runs])),
             "malicious_rejected_pct": mean("malicious_rejected_pct"), "honest_rejected_pct": mean("honest_rejected_pct"),
             "malicious_proposers": sum(r["malicious_proposed"] for r in runs),
             "malicious_removed_as_proposer_by_50": sum(r["malicious_removed_as_proposer_by_50"] for r in runs),
@@ -593,6 +613,7 @@ def summarise(folder: Path, seeds: list[int] | None = None) -> list[dict]:
             "honest_removed_as_proposer": sum(r["honest_removed_as_proposer"] for r in runs),
             "honest_removed": sum(r["honest_removed"] for r in runs),
             "review_ms_per_voter_round": mean("review_ms_per_voter_round"),
+            **survival,
         })
     return table
 
@@ -603,6 +624,117 @@ def write_table(table: list[dict], path: Path) -> None:
         writer.writeheader()
         for row in table:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def proposer_survival(proposals_csv: Path, clients: int, proposer_stake: float, by_round: int) -> tuple[int, int, int, int]:
+    """From a run's proposals log: (malicious removed by ``by_round``, malicious proposers,
+    honest removed in the run, honest proposers) counting proposer flows only (stake 64,
+    reward 2 from the pool of slashes, removal when drawn to propose below the stake)."""
+    ledger = Ledger(clients, proposer_stake=proposer_stake)
+    rounds: dict[int, list[tuple[int, int, int]]] = {}
+    with open(proposals_csv) as fh:
+        for row in csv.DictReader(fh):
+            rounds.setdefault(int(row["round"]), []).append((int(row["proposer"]), int(row["malicious"]), int(row["accepted"])))
+    malicious, honest = set(), set()
+    for r in sorted(rounds):
+        proposers = [p for p, _, _ in rounds[r]]
+        ledger.draw(r, proposers, [])
+        ledger.settle(proposers, [bool(a) for _, _, a in rounds[r]], [], [])
+        for p, m, _ in rounds[r]:
+            (malicious if m else honest).add(p)
+    removed = ledger.removed_at
+    return (sum(removed[c] is not None and removed[c] <= by_round for c in malicious), len(malicious),
+            sum(removed[c] is not None for c in honest), len(honest))
+
+
+def markdown(table: list[dict], rules: list[str] | None = None) -> str:
+    """The table of docs/REVIEW_STUDY.md: one line per (attack, rule, ratio)."""
+    lines = ["| attack | rule | ratio | test AUROC (last 50) | malicious rejected | honest rejected | "
+             "malicious removed by round 50 (as proposer / any role) | honest removed in 100 (as proposer / any role) | seeds |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    order = {name: i for i, name in enumerate(rules or [])}
+    rows = [r for r in table if rules is None or r["rule"] in order]
+    rows.sort(key=lambda r: (r["attack"], order.get(r["rule"], 0), r["ratio"]))
+    for r in rows:
+        mal = "-" if math.isnan(r["malicious_rejected_pct"]) else f"{r['malicious_rejected_pct']:.1f}%"
+        removed = "-" if not r["malicious_proposers"] else (
+            f"{r['malicious_removed_as_proposer_by_50']} / {r['malicious_removed_by_50']} of {r['malicious_proposers']}")
+        lines.append(f"| {r['attack']} | {r['rule']} | {r['ratio']:.1f} | {r['auroc']:.3f} ± {r['auroc_std']:.3f} | {mal} | "
+                     f"{r['honest_rejected_pct']:.1f}% | {removed} | {r['honest_removed_as_proposer']} / {r['honest_removed']} | {r['seeds']} |")
+    return "\n".join(lines) + "\n"
+
+
+def final_markdown(table: list[dict], rules: list[str], attack: str = "flip") -> str:
+    """The final comparison: every measured target per (rule, ratio)."""
+    lines = ["| rule | ratio | seeds | test AUROC (last 50) | minus FedAvg w/o mal, same seeds (mean; worst seed) | malicious rejected | honest rejected | "
+             "malicious removed by round 50, as proposer at proposer stake 4 / 8 / 16 | malicious removed by round 50, any role (stake 8) | honest removed in 100 rounds (stake 8: as proposer / any role) |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for rule in rules:
+        for r in sorted((r for r in table if r["rule"] == rule and r["attack"] == attack), key=lambda r: r["ratio"]):
+            n = r["malicious_proposers"]
+            mal = "-" if math.isnan(r["malicious_rejected_pct"]) else f"{r['malicious_rejected_pct']:.1f}%"
+            lines.append(
+                f"| {rule} | {r['ratio']:.1f} | {r['seeds'].replace(' ', ',')} | {r['auroc']:.3f} ± {r['auroc_std']:.3f} | "
+                f"{r['auroc_minus_clean_same_seeds']:+.3f}; {r['worst_seed_auroc_minus_clean']:+.3f} | {mal} | {r['honest_rejected_pct']:.1f}% | "
+                + (f"{r['stake4_malicious_removed_by_50']} / {r['stake8_malicious_removed_by_50']} / {r['stake16_malicious_removed_by_50']} of {n}"
+                   f" | {r['malicious_removed_by_50']} of {n}" if n else "- | -")
+                + f" | {r['honest_removed_as_proposer']} / {r['honest_removed']} |")
+    return "\n".join(lines) + "\n"
+
+
+def compact_markdown(table: list[dict]) -> str:
+    """One line per (attack, rule), one cell per ratio: AUROC, malicious / honest rejected, seeds."""
+    ratios = sorted({r["ratio"] for r in table if r["ratio"] > 0})
+    cells: dict[tuple, dict] = {}
+    for r in table:
+        cells.setdefault((r["attack"], r["rule"]), {})[r["ratio"]] = r
+    lines = ["| attack | rule | " + " | ".join(f"ratio {x:.1f}: AUROC, mal. rej., hon. rej." for x in ratios) + " |",
+             "|---|---|" + "---|" * len(ratios)]
+    rank = {name: i for i, name in enumerate(["fedavg-clean", "fedavg-attack", "oracle-filter", "aggregate", "chosen", *RULES])}
+    for (attack, rule), by_ratio in sorted(cells.items(), key=lambda item: (item[0][0] != "flip", item[0][0], rank.get(item[0][1], 99))):
+        row = []
+        for x in ratios:
+            r = by_ratio.get(x) or by_ratio.get(0.0)
+            if r is None:
+                row.append("")
+                continue
+            mal = "-" if math.isnan(r["malicious_rejected_pct"]) else f"{r['malicious_rejected_pct']:.0f}%"
+            row.append(f"{r['auroc']:.3f}, {mal}, {r['honest_rejected_pct']:.1f}% (s {r['seeds'].replace(' ', ',')})")
+        lines.append(f"| {attack} | {rule} | " + " | ".join(row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+FINAL_RULES = ["fedavg-clean", "fedavg-attack", "oracle-filter", "aggregate", "chosen", "cos5ep-m0.1", "cos-and-ll-k1", "cosine-0"]
+CHOSEN_ALIASES = {"cos20ep-m0.1": "chosen", "cos20ep-m0.1-n2": "chosen"}
+
+
+def report(folder: Path, doc: Path) -> None:
+    """Write the tables (CSV + markdown) and refresh the generated blocks of docs/REVIEW_STUDY.md."""
+    import re
+
+    selection = summarise(folder, [0, 1])
+    write_table(selection, OUT / "selection-seeds01.csv")
+    (OUT / "selection-seeds01.md").write_text(compact_markdown(selection))
+    final = summarise(folder, [0, 1, 2, 3, 4], CHOSEN_ALIASES)
+    write_table(final, OUT / "final-seeds0-4.csv")
+    final_md = final_markdown(final, FINAL_RULES)
+    (OUT / "final-seeds0-4.md").write_text(final_md)
+    attacks = sorted({r["attack"] for r in final} - {"flip"})
+    adaptive = "".join(f"\nAttack `{a}`:\n\n" + final_markdown(final, ["fedavg-attack", "aggregate", "chosen"], a) for a in attacks)
+    ratios = [json.loads(f.read_text())["norm_ratio_max"] for f in folder.glob("lending-flip-cos20ep-m0.1-n2-*.json")]
+    norm = (f"{max(r['honest'] for r in ratios):.3f} (honest) and "
+            f"{max(r['malicious'] for r in ratios if r['malicious'] > 0):.3f} (malicious) over {len(ratios)} runs") if ratios else "(no capped run yet)"
+    bench_file = OUT / "bench-lending.json"
+    bench_md = ""
+    if bench_file.exists():
+        b = json.loads(bench_file.read_text())
+        bench_md = "\n".join(f"- {k}: {v:.0f} ms" for k, v in b.items() if isinstance(v, float))
+    blocks = {"SELECTION": compact_markdown(selection), "FINAL": final_md, "ADAPTIVE": adaptive, "NORM": norm, "BENCH": bench_md}
+    text = doc.read_text()
+    for name, body in blocks.items():
+        text = re.sub(rf"<!-- BEGIN {name} -->.*?<!-- END {name} -->", lambda _: f"<!-- BEGIN {name} -->\n{body.strip()}\n<!-- END {name} -->",
+                      text, flags=re.S)
+    doc.write_text(text)
 
 
 def main(argv=None) -> int:
@@ -617,18 +749,26 @@ def main(argv=None) -> int:
     parser.add_argument("--attack", default="flip",
                         help="malicious proposers: flip (the project's), scale:S (flip update x S), "
                              "mix:L ((1-L) honest + L flipped update)")
-    parser.add_argument("--out", default=str(OUT / "runs"), help="folder for the per-run files")
+    parser.add_argument("--out", default=str(OUT / "data"), help="folder for the per-run files")
     parser.add_argument("--skip-existing", action="store_true")
     parser.add_argument("--summarise", metavar="CSV", help="write the per-(rule, ratio) table of --out's runs (seeds: --seeds) and exit")
+    parser.add_argument("--report", action="store_true", help="write the tables of --out and refresh docs/REVIEW_STUDY.md's generated blocks")
+    parser.add_argument("--alias", default="", help="with --summarise: OLD=NEW,... rule renames before pooling")
     parser.add_argument("--bench", action="store_true", help="time one voter's review per round (ms, median) and exit")
     parser.add_argument("--check-fast-path", action="store_true", help="compare the batched trainer with make_proposal and exit")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     clients = args.clients or (50 if args.task == "lending" else 30)
     out = Path(args.out)
+    if args.report:
+        report(out, ROOT / "docs" / "REVIEW_STUDY.md")
+        return 0
     if args.summarise:
-        table = summarise(out, [int(x) for x in args.seeds.split(",")])
+        aliases = dict(pair.split("=") for pair in args.alias.split(",")) if args.alias else None
+        table = summarise(out, [int(x) for x in args.seeds.split(",")], aliases)
         write_table(table, Path(args.summarise))
+        Path(args.summarise).with_suffix(".md").write_text(markdown(table))
+        Path(args.summarise).with_suffix(".compact.md").write_text(compact_markdown(table))
         for row in table:
             print(f"{row['attack']:8s} {row['rule']:18s} {row['ratio']:.1f} auroc {row['auroc']:.3f}±{row['auroc_std']:.3f} "
                   f"mal-rej {row['malicious_rejected_pct']:5.1f}% hon-rej {row['honest_rejected_pct']:5.1f}% "

@@ -131,7 +131,8 @@ library RoundMath {
 
     /// @notice One voter's (slash, reward) over the round's P = shares.length proposals: with m the
     /// proposals on which its ballot differs from `acceptedMask` (m = P if it did not reveal),
-    /// slash = ceil(voterStake * m / P) and reward = floor(sum of shares[i] it won / P).
+    /// slash = ceil(voterStake * m / P) and reward = floor(sum of shares[i] it won / P);
+    /// `won` = (m == 0), i.e. slash == 0.
     /// A uniform ballot gives the paper's rule: (voterStake, 0) or (0, shares[0]). Needs P >= 1
     /// (a round without proposals is settled on one virtual proposal nobody accepts).
     function voterOutcome(
@@ -140,18 +141,19 @@ library RoundMath {
         uint256 acceptedMask,
         uint256[] memory shares,
         uint256 voterStake
-    ) internal pure returns (uint256 slash, uint256 reward) {
+    ) internal pure returns (uint256 slash, uint256 reward, bool won) {
         uint256 proposals = shares.length;
-        if (!revealed) return (voterStake, 0);
-        uint256 mistakes;
-        uint256 won;
+        if (!revealed) return (voterStake, 0, false);
+        uint256 mistakes = 0;
+        uint256 wonShares = 0;
         uint256 disagree = ballot ^ acceptedMask;
         for (uint256 i = 0; i < proposals; ++i) {
             if ((disagree >> i) & 1 != 0) ++mistakes;
-            else won += shares[i];
+            else wonShares += shares[i];
         }
         slash = ceilDiv(voterStake * mistakes, proposals);
-        reward = won / proposals;
+        reward = wonShares / proposals;
+        won = mistakes == 0;
     }
 
     /// @notice ceil(a / b) for b > 0.

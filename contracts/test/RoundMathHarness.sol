@@ -47,7 +47,7 @@ contract RoundMathHarness {
         uint256 acceptedMask,
         uint256[] memory shares,
         uint256 voterStake
-    ) external pure returns (uint256, uint256) {
+    ) external pure returns (uint256, uint256, bool) {
         return RoundMath.voterOutcome(revealed, ballot, acceptedMask, shares, voterStake);
     }
 

@@ -14,8 +14,11 @@ What the caller computes, all on the voter's own private data, for P proposals:
 - ``proposal_updates`` (P, D): each proposal's parameters minus the global model's, flattened
   in one fixed parameter order (``flatten_parameters``).
 - ``own_update`` (D,): the voter's own update from the same global model on its own TRAINING
-  split, trained exactly like an honest proposer (same local training, epochs, lr and batch
-  size as the proposers of the run), flattened in the same order.
+  split, with the proposers' local training (optimiser, lr, batch size) for
+  ``OWN_UPDATE_EPOCHS`` x the proposers' local epochs, flattened in the same order. (One epoch,
+  the issue's crude rule, is a much noisier reference: docs/REVIEW_STUDY.md.)
+- ``reference_norm`` (float, for the norm cap): the norm of the voter's own update trained
+  exactly like a proposer's (the proposers' local epochs).
 - For the comparison rules only: ``median_losses`` (the coordinate-wise median of the P
   proposals' parameters), ``aggregate_losses`` and ``without_losses`` (P, N) (FedAvg of all
   proposals and of all but proposal i), and for the paper's rule the two scalar scores.
@@ -44,6 +47,12 @@ The rules (``POLICIES``: name -> pure function of ``ReviewInputs`` and keyword p
   ``loss_vs_global`` (accept if either / both pass).
 
 A verdict that needs an input the caller did not give raises ``ValueError`` (one line).
+
+Chosen by measurement (docs/REVIEW_STUDY.md, Lending Club, label flipping, ratios 0.1-0.4):
+``RECOMMENDED_POLICY`` = ``cosine`` with threshold -0.1 and a norm cap of 2, the voter's
+``own_update`` trained for ``OWN_UPDATE_EPOCHS`` = 20 local epochs (the proposers' optimiser,
+lr and batch size; one proposer epoch on its training split gives ``reference_norm``). Loss
+tests on a 31-row validation split were too noisy to separate one-step updates.
 """
 
 from __future__ import annotations
@@ -57,6 +66,7 @@ from torch import nn
 
 __all__ = [
     "ReviewInputs", "POLICIES", "REQUIRED_INPUTS", "review",
+    "RECOMMENDED_POLICY", "RECOMMENDED_PARAMETERS", "OWN_UPDATE_EPOCHS",
     "aggregate", "loss_vs_global", "loss_vs_median", "leave_one_out", "cosine",
     "cosine_or_loss", "cosine_and_loss",
     "paired_excess", "cosine_similarities",
@@ -303,6 +313,11 @@ REQUIRED_INPUTS: dict[str, tuple[str, ...]] = {
     "cosine_or_loss": ("proposal_updates", "own_update", "proposal_losses", "global_losses"),
     "cosine_and_loss": ("proposal_updates", "own_update", "proposal_losses", "global_losses"),
 }
+
+
+RECOMMENDED_POLICY = "cosine"
+RECOMMENDED_PARAMETERS: dict[str, float] = {"threshold": -0.1, "max_norm_ratio": 2.0}
+OWN_UPDATE_EPOCHS = 20  # local epochs of the voter's own reference update (lending, 1-epoch proposers)
 
 
 def review(policy: str, inputs: ReviewInputs, **parameters: float) -> list[bool]:

@@ -39,7 +39,7 @@ class ReviewRule:
     policy: str  # a key of fl.defences.review.POLICIES
     parameters: dict = field(default_factory=dict)
     loss: str = ""  # per-example loss of the loss rules: "logloss" | "brier" ("" = none needed)
-    own_epochs: int = 1  # local epochs of the voter's own reference update (direction rules)
+    own_epochs: int = 1  # the voter's own update: own_epochs x the proposers' local epochs (direction rules)
     description: str = ""
 
 
@@ -49,9 +49,11 @@ RULES: dict[str, ReviewRule] = {
         ReviewRule("aggregate", "aggregate", description=(
             "the paper's voter (Dong et al. 2024, Eq. 2): one verdict for every proposal, accept iff "
             "score(FedAvg of all proposals) >= score(global model) - epsilon")),
-        ReviewRule("cosine", "cosine", {"threshold": -0.1, "max_norm_ratio": 2.0}, own_epochs=20, description=(
+        ReviewRule("cosine", rv.RECOMMENDED_POLICY, dict(rv.RECOMMENDED_PARAMETERS), own_epochs=rv.OWN_UPDATE_EPOCHS,
+                   description=(
             "accept proposal i iff cos(update_i, own update) > -0.1 and ||update_i|| <= 2 x the norm of the "
-            "voter's own one-epoch update; own update: 20 local epochs on the voter's training split")),
+            "voter's own update trained like a proposer's; own update: 20 x the proposers' local epochs on the "
+            "voter's training split")),
         ReviewRule("cosine_and_loss", "cosine_and_loss", {"threshold": -0.1, "k": 1.0}, "logloss", own_epochs=20,
                    description="the cosine test (no norm cap) AND loss_vs_global"),
         ReviewRule("loss_vs_global", "loss_vs_global", {"k": 1.0}, "logloss", description=(
@@ -63,7 +65,7 @@ RULES: dict[str, ReviewRule] = {
                    description="accept iff FedAvg with the proposal is not worse than FedAvg without it (1 SE)"),
     )
 }
-DEFAULT_RULE = "aggregate"
+DEFAULT_RULE = "cosine"  # measured better than the paper's rule: docs/REVIEW_STUDY.md
 
 
 def rule_named(name: str) -> ReviewRule:
@@ -100,17 +102,20 @@ def review_round(
     voters: Sequence[VoterView],
     train: Callable[..., dict] | None = None,
     lr: float = 1e-3,
+    local_epochs: int = 1,
 ) -> list[list[bool]]:
     """Each voter's honest verdicts on the round's proposals (one list of P bools per voter).
 
     `proposals` are the proposed full states (None: unusable blob), `sample_counts` their claimed
     training rows (weights of the leave-one-out FedAvg), `train` the task's local training
-    (signature of fl.learning.model.train_local) for the direction rules' own updates.
+    (signature of fl.learning.model.train_local) and `lr`, `local_epochs` the proposers' settings,
+    for the direction rules' own updates (fl/defences/review.py: own_update, reference_norm).
     """
     if rule.policy == "aggregate":
         raise ValueError("the aggregate rule is scored by the round loop (fl.simulation.rounds)")
     count = len(proposals)
-    valid = [i for i, p in enumerate(proposals) if p is not None]
+    # (the store already refuses non-finite blobs; a NaN update must never pass a cosine test)
+    valid = [i for i, p in enumerate(proposals) if p is not None and all(bool(torch.isfinite(v).all()) for v in p.values())]
     verdicts = [[False] * count for _ in voters]
     if not valid or not voters:
         return verdicts
@@ -147,7 +152,8 @@ def review_round(
     if "own_update" in needs:
         if train is None:
             raise ValueError(f"review rule {rule.name} needs the task's local training")
-        own_updates, reference_norms = _own_updates(rule, template, global_state, global_flat, names, voters, train, lr)
+        own_updates, reference_norms = _own_updates(
+            rule, template, global_state, global_flat, names, voters, train, lr, local_epochs)
 
     updates = stacked - global_flat
     start = 0
@@ -181,20 +187,76 @@ def _stacked_logits(template, global_state, names, flat_models: torch.Tensor, X:
     return rv.stacked_logits(model, flat_models, X)
 
 
-def _own_updates(rule, template, global_state, global_flat, names, voters, train, lr):
-    """Each voter's own update (rule.own_epochs epochs) and the norm of its one-epoch update."""
-    from fl.learning.model import load_state
+def _own_updates(rule, template, global_state, global_flat, names, voters, train, lr, local_epochs):
+    """Each voter's own update (rule.own_epochs x local_epochs epochs) and the norm of its update
+    trained like a proposer's (local_epochs epochs; only for a norm cap)."""
+    from fl.learning.model import BATCH_SIZE, load_state, train_local
 
+    cap = "max_norm_ratio" in rule.parameters
+    epochs = rule.own_epochs * local_epochs
+    if train is train_local and not list(template.buffers()) and all(len(v.train.y) <= BATCH_SIZE for v in voters):
+        # one batch per epoch: every voter's training at once (the same Adam steps, vmapped)
+        short, long = full_batch_adam(template, global_flat, [v.train for v in voters], epochs, lr, keep=local_epochs)
+        own = [u - global_flat for u in long]
+        norms = [float((u - global_flat).double().norm()) for u in short] if cap else [None] * len(voters)
+        return own, norms
     model = load_state(template, global_state)
     own, norms = [], []
-    cap = "max_norm_ratio" in rule.parameters
     for voter in voters:
-        long = _flat(train(model, voter.train, epochs=rule.own_epochs, lr=lr, seed=voter.seed), names) - global_flat
+        long = _flat(train(model, voter.train, epochs=epochs, lr=lr, seed=voter.seed), names) - global_flat
         own.append(long)
         if cap:
-            short = long if rule.own_epochs == 1 else (
-                _flat(train(model, voter.train, epochs=1, lr=lr, seed=voter.seed), names) - global_flat)
+            short = long if epochs == local_epochs else (
+                _flat(train(model, voter.train, epochs=local_epochs, lr=lr, seed=voter.seed), names) - global_flat)
             norms.append(float(short.double().norm()))
         else:
             norms.append(None)
     return own, norms
+
+
+def full_batch_adam(template, start: torch.Tensor, splits: Sequence[Split], epochs: int, lr: float,
+                    keep: int = 1) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """fl.learning.model.train_local (binary cross-entropy, Adam with a fresh state, no proximal
+    term) for splits that fit in one mini-batch, for many clients at once: clients with the same
+    number of rows are stacked and stepped together (torch.func.grad vmapped over the clients).
+
+    Returns the flat parameters of every split after epoch `keep` and after the last epoch."""
+    names, shapes = zip(*[(n, p.shape) for n, p in template.named_parameters()])
+    sizes = [int(torch.tensor(s).prod()) if len(s) else 1 for s in shapes]
+    loss_of = torch.nn.BCEWithLogitsLoss()
+
+    def loss(flat, X, y):
+        pieces = torch.split(flat, sizes)
+        parameters = {n: piece.view(s) for n, piece, s in zip(names, pieces, shapes)}
+        return loss_of(torch.func.functional_call(template, parameters, (X,)), y)
+
+    gradient = torch.func.vmap(torch.func.grad(loss))
+    first: list = [None] * len(splits)
+    last: list = [None] * len(splits)
+    groups: dict[int, list[int]] = {}
+    for i, split in enumerate(splits):
+        groups.setdefault(len(split.y), []).append(i)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8  # torch.optim.Adam's defaults
+    was_training = template.training
+    template.train()
+    try:
+        for members in groups.values():
+            X = torch.stack([splits[i].X for i in members])
+            y = torch.stack([splits[i].y.to(torch.float32) for i in members])
+            params = start.to(torch.float32).unsqueeze(0).repeat(len(members), 1)
+            m = torch.zeros_like(params)
+            v = torch.zeros_like(params)
+            for step in range(1, epochs + 1):
+                g = gradient(params, X, y)
+                m.mul_(beta1).add_(g, alpha=1 - beta1)
+                v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                denominator = (v.sqrt() / (1 - beta2 ** step) ** 0.5).add_(eps)
+                params = params - (lr / (1 - beta1 ** step)) * m / denominator
+                if step == keep:
+                    for row, i in enumerate(members):
+                        first[i] = params[row].clone()
+            for row, i in enumerate(members):
+                last[i] = params[row]
+    finally:
+        template.train(was_training)
+    return first, last

@@ -59,6 +59,7 @@ def run_bench(clients: int, rounds: int, embedded_rounds: int, raw_txs: int, gas
         results["a_raw"] = raw_rpc_loop(node.uri, raw_txs, clock)
         echo(f"(b, c) simulation on anvil, {clients} clients, {rounds} rounds ...")
         results["c_anvil"] = timed_simulation("ethereum:local:foundry", node.uri, clients, rounds, scratch / "anvil", clock)
+        results["review_rules"] = review_rule_rates(results["c_anvil"], node.uri, clients, rounds, scratch, clock, echo)
         echo(f"(c) simulation on the embedded chain, {clients} clients, {embedded_rounds} rounds ...")
         results["c_embedded"] = timed_simulation(
             "ethereum:local:test", None, clients, embedded_rounds, scratch / "embedded", CpuClock(None)
@@ -226,7 +227,27 @@ def _round_rates(records_seconds: list[float]) -> dict:
     }
 
 
-def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, folder: Path, clock: "CpuClock") -> dict:
+def review_rule_rates(default_run: dict, uri: str, clients: int, rounds: int, folder: Path, clock: "CpuClock",
+                      echo: Callable[[str], None] = print) -> dict:
+    """rounds/s on anvil of every review rule the issue compares (the paper's `aggregate` and the
+    per-proposal default), the default one taken from `default_run` (c), the other run here."""
+    from fl.simulation.rounds import SimulationConfig
+
+    default = SimulationConfig().review
+    rates = {default: default_run["rounds_per_s"]}
+    for rule in ("aggregate", "cosine"):
+        if rule not in rates:
+            echo(f"(c) simulation on anvil with --review {rule}, {clients} clients, {rounds} rounds ...")
+            run = timed_simulation("ethereum:local:foundry", uri, clients, rounds, folder / f"review-{rule}", clock, review=rule)
+            rates[rule] = run["rounds_per_s"]
+    per_proposal = rates.get("cosine")
+    paper = rates.get("aggregate")
+    return {"rounds_per_s": rates,
+            "cosine_over_aggregate": round(per_proposal / paper, 3) if per_proposal and paper else None}
+
+
+def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, folder: Path, clock: "CpuClock",
+                     review: str | None = None) -> dict:
     """`ape run simulate`'s run (fl.simulation.runner.run_simulation) at paper defaults, timed per round;
     the adapter's own send time per call (fl.chain.ledger.ADAPTER_STATS) gives (b)."""
     from fl.chain.connection import connected_to
@@ -250,7 +271,10 @@ def timed_simulation(network: str, uri: str | None, clients: int, rounds: int, f
         RunRecorder.record_round = record_round
         started = time.perf_counter()
         try:
-            summary = run_simulation(SimulationConfig(clients=clients, rounds=rounds, seed=0), folder, progress=False)
+            config = SimulationConfig(clients=clients, rounds=rounds, seed=0)
+            if review is not None:
+                config.review = review
+            summary = run_simulation(config, folder, progress=False)
         finally:
             RunRecorder.record_round = original
         wall = time.perf_counter() - started

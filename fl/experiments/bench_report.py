@@ -56,6 +56,10 @@ def table(results: dict) -> str:
         f"{'(d) rounds/s, plain FedAvg without chain (after 1 / all)':58} {d['rounds_per_s']:>6} / {d['rounds_per_s_all']}",
         f"{'(b)/(a)':58} {r['b_over_a']:>12}",
         f"{'(c anvil)/(d)':58} {r['c_anvil_over_d']:>12}",
+        *[f"{'rounds/s on anvil, --review ' + rule:58} {rate!s:>12}"
+          for rule, rate in results.get("review_rules", {}).get("rounds_per_s", {}).items()],
+        *([f"{'--review cosine / --review aggregate (target >= 0.75)':58} "
+           f"{results['review_rules']['cosine_over_aggregate']!s:>12}"] if "review_rules" in results else []),
         f"{'protocol transactions per round':58} {ca['protocol_transactions_per_round']:>12}",
         f"{'share of round time in the adapter (anvil)':58} {ca['chain_share_of_round_time']:>12}",
         "",

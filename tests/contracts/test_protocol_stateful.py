@@ -231,7 +231,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: not self.unsettled())
     @rule(c=st.integers(0, N_CLIENTS - 1),
-          then=st.lists(st.sampled_from(["honest", "honest", "poisoned", "silent", "later"]),
+          then=st.lists(st.sampled_from(["honest", "honest", "poisoned", "poisoned", "silent", "later"]),
                         min_size=N_CLIENTS, max_size=N_CLIENTS))
     def open_round(self, c, then):
         """Anyone opens the next round; the drawn proposers then propose at once, stay silent, or
@@ -308,8 +308,9 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     def act_commit(self, r, a, choice):
         """Voter `a` commits a ballot and a parent hash: "honest" (per proposal), "dishonest" (every
-        verdict flipped, a wrong parent), "aggregate" (the paper's uniform verdict), "other-parent"
-        (honest ballot, wrong parent), "bad-bits" (a bit beyond the proposals), or stays "silent"."""
+        verdict flipped, a wrong parent), "aggregate" (the paper's uniform verdict), "random" (a
+        pseudo-random verdict per proposal), "other-parent" (honest ballot, wrong parent),
+        "bad-bits" (a bit beyond the proposals), or stays "silent"."""
         if choice == "silent":
             return
         full = accept_all(len(r.proposals))
@@ -319,6 +320,7 @@ class ProtocolMachine(RuleBasedStateMachine):
             "aggregate": (r.aggregate_ballot(), r.parent),
             "other-parent": (r.honest_ballot(), OTHER_HASH),
             "bad-bits": (r.honest_ballot() | 1 << len(r.proposals), r.parent),
+            "random": (int.from_bytes(keccak(encode(["uint256", "address"], [r.round_id, a])), "big") & full, r.parent),
         }[choice]
         salt = keccak(encode(["uint256", "address", "string"], [r.round_id, a, choice]))
         commitment = commitment_of(r.round_id, a, mask, parent, salt)
@@ -384,7 +386,8 @@ class ProtocolMachine(RuleBasedStateMachine):
     @precondition(lambda self: self.unsettled())
     @rule(i=st.integers(0, 2**16),
           action=st.sampled_from(["propose honest", "propose poisoned", "commit honest", "commit dishonest",
-                                  "commit other-parent", "commit aggregate", "commit bad-bits", "reveal reveal", "reveal tampered", "open now",
+                                  "commit other-parent", "commit aggregate", "commit random", "commit bad-bits",
+                                  "reveal reveal", "reveal tampered", "open now",
                                   "settle now"]))
     def act_one(self, i, action):
         """One client (usually one holding the role) acts, whatever the phase: the revert paths
@@ -412,7 +415,7 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.in_phase(RoundState.PROPOSING)
                   and len(self.live().proposals) < len(self.live().proposers))
-    @rule(choices=st.lists(st.sampled_from(["honest", "honest", "poisoned", "silent"]), min_size=N_CLIENTS,
+    @rule(choices=st.lists(st.sampled_from(["honest", "honest", "poisoned", "poisoned", "silent"]), min_size=N_CLIENTS,
                            max_size=N_CLIENTS))
     def propose_all(self, choices):
         r = self.live()
@@ -421,8 +424,8 @@ class ProtocolMachine(RuleBasedStateMachine):
 
     @precondition(lambda self: self.next_state() in (RoundState.PROPOSING, RoundState.COMMITTING)
                   and len(self.live().commits) < len(self.live().voters))
-    @rule(choices=st.lists(st.sampled_from(["honest", "honest", "dishonest", "aggregate", "other-parent", "bad-bits",
-                                            "silent"]),
+    @rule(choices=st.lists(st.sampled_from(["honest", "honest", "random", "dishonest", "aggregate", "other-parent",
+                                            "bad-bits", "silent"]),
                            min_size=N_CLIENTS, max_size=N_CLIENTS))
     def commit_all(self, choices):
         """Wait for the commit phase if need be, then every voter commits or stays silent."""
@@ -510,6 +513,8 @@ class ProtocolMachine(RuleBasedStateMachine):
               + (" (wrong hash)" if expected.confirmed and expected.model != r.parent else ""))
         if any(2 * a == len(r.reveals) for a in expected.accepts):
             event("settle: a proposal tied")
+        if any(0 < expected.slashed[v] < self.p["voterStake"] for v in r.voters):
+            event("settle: a voter slashed on some proposals only")
         self.model = expected.model
         r.settled, r.decision, r.accepted_mask = True, expected.decision, expected.accepted_mask
         self.held_model = r.produced_model(self.held_model)
@@ -532,8 +537,9 @@ class ProtocolMachine(RuleBasedStateMachine):
         """Move the round on by one phase: open it, let the remaining proposers act, wait for the
         commit phase and let the voters commit, wait for the reveal phase and reveal, or wait for
         the reveal deadline and settle. `plan[i]` (0-9) picks the i-th client's behaviour."""
-        propose = ["honest"] * 6 + ["poisoned"] * 2 + ["silent"] * 2
-        commit = (["honest"] * 3 + ["dishonest"] * 2 + ["aggregate"] * 2 + ["other-parent", "bad-bits", "silent"])
+        propose = ["honest"] * 5 + ["poisoned"] * 3 + ["silent"] * 2
+        commit = (["honest"] * 2 + ["random"] * 2 + ["dishonest", "aggregate", "aggregate", "other-parent", "bad-bits",
+                   "silent"])
         # (ties happen, per proposal and among parent hashes)
         reveal = ["reveal"] * 7 + ["tampered"] + ["silent"] * 2
         if not self.unsettled():

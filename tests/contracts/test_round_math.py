@@ -59,7 +59,7 @@ def test_voter_outcome__random_round__matches_model(math, data, voters, proposal
 
     mask, count = math.decide(accepts, revealed)
     shares = math.proposalShares(accepts, mask, revealed, voters, stake)
-    slash, reward = math.voterOutcome(did_reveal, ballot, mask, shares, stake)
+    slash, reward, won = math.voterOutcome(did_reveal, ballot, mask, shares, stake)
 
     expected_mask = sum(1 << i for i, a in enumerate(accepts) if 2 * a > revealed)
     assert (mask, count) == (expected_mask, bin(expected_mask).count("1"))
@@ -71,6 +71,7 @@ def test_voter_outcome__random_round__matches_model(math, data, voters, proposal
     else:
         expected = (stake, 0)
     assert (slash, reward) == expected
+    assert won == (did_reveal and len(agree) == proposals) == (slash == 0)
 
 
 @pytest.mark.parametrize("a, b, expected", [(0, 3, 0), (1, 3, 1), (3, 3, 1), (4, 3, 2), (2**256 - 1, 1, 2**256 - 1)])

@@ -212,3 +212,17 @@ def test_cosine__norm_cap_without_reference_norm__value_error():
     inputs = direction_inputs([[1.0, 0.0]], [1.0, 0.0])
     with pytest.raises(ValueError, match="reference_norm"):
         review("cosine", inputs, max_norm_ratio=2.0)
+
+
+def test_recommended_policy__rejects_the_opposite_direction_and_the_oversized_update():
+    # own direction (1, 1); proposals: aligned, slightly negative (cos -0.05: kept, as honest
+    # updates on small splits often are), opposite (cos -1), aligned but 3x the reference norm
+    own = torch.tensor([1.0, 1.0])
+    slightly_negative = torch.tensor([1.0, -1.105])  # cos = -0.0499
+    inputs = ReviewInputs(
+        proposal_count=4,
+        proposal_updates=torch.stack([torch.tensor([1.0, 0.9]), slightly_negative, -own, 3 * own]),
+        own_update=own, reference_norm=float(own.norm()),
+    )
+    verdicts = review(rv.RECOMMENDED_POLICY, inputs, **rv.RECOMMENDED_PARAMETERS)
+    assert verdicts == [True, True, False, False]

@@ -10,7 +10,7 @@ from fl.chain.connection import deployer_account, development_accounts, quiet_lo
 from fl.chain.ledger import _jsonable, ProtocolChain
 from fl.chain.txpath import TransactionFailed
 from fl.protocol.params import ProtocolParams
-from fl.protocol.votes import Vote, commitment_for
+from fl.protocol.votes import Ballot
 
 CLIENTS = 6
 
@@ -32,17 +32,20 @@ def twin(protocol: ProtocolChain, accounts, fast: bool) -> ProtocolChain:
 
 
 def play_round(protocol: ProtocolChain, deployer) -> dict:
-    """Open, propose, commit, reveal (the last voter dissents), settle; return what the chain says."""
+    """Open, propose, commit, reveal (mixed ballots: voter i rejects proposal i mod P, the last voter
+    rejects everything, one voter attests another parent), settle; return what the chain says."""
     opening = protocol.open_round(deployer)
     r = opening.round_id
     protocol.propose(r, [(a, keccak(a.encode()), 100 + i) for i, a in enumerate(opening.proposers)])
     protocol.advance_to(opening.proposal_deadline)
-    aggregate = keccak(b"".join(p.update_hash for p in protocol.proposals_of(r)))
+    count = len(protocol.proposals_of(r))
+    every = (1 << count) - 1
     ballots = [
-        (a, Vote.REJECT if i == len(opening.voters) - 1 else Vote.ACCEPT, aggregate, keccak(b"salt" + a.encode()))
+        Ballot(a, 0 if i == len(opening.voters) - 1 else every & ~(1 << (i % count)),
+               b"\x02" * 32 if i == 0 else b"\x01" * 32, keccak(b"salt" + a.encode()))
         for i, a in enumerate(opening.voters)
     ]
-    protocol.commit(r, [(a, commitment_for(r, a, v, h, s)) for a, v, h, s in ballots])
+    protocol.commit(r, [(b.voter, b.commitment(r)) for b in ballots])
     protocol.advance_to(opening.commit_deadline)
     protocol.reveal(r, ballots)
     protocol.advance_to(opening.reveal_deadline)
@@ -51,7 +54,8 @@ def play_round(protocol: ProtocolChain, deployer) -> dict:
     return {
         "opening": (opening.round_id, opening.proposers, opening.voters, opening.removed),
         "decision": settlement.decision,
-        "votes": (settlement.accept_votes, settlement.reject_votes, settlement.revealed_votes),
+        "votes": (settlement.accepted_mask, settlement.accepted_count, settlement.revealed_votes),
+        "proposals": settlement.proposals,
         "global_model_hash": settlement.global_model_hash,
         "outcomes": settlement.outcomes,
         "stakes": {a: protocol.stake_of(a) for a in holders},
@@ -108,6 +112,7 @@ def test_fast_path__round_equals_apes_path(deployed):
     assert actual["opening"] == expected["opening"]
     assert actual["decision"] == expected["decision"]
     assert actual["votes"] == expected["votes"]
+    assert actual["proposals"] == expected["proposals"] and len(expected["proposals"]) == len(expected["opening"][1])
     assert actual["global_model_hash"] == expected["global_model_hash"]
     assert actual["outcomes"] == expected["outcomes"]
     assert actual["stakes"] == expected["stakes"]

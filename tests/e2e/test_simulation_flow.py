@@ -39,7 +39,11 @@ def test_simulation__global_hash_on_chain_equals_clients_model(small_run):
 
     assert summary["rounds_completed"] == 4
     assert summary["global_model_hash_matches"] is True
-    assert summary["global_model_hash_onchain"] == rows[-1]["global_model_hash"]
+    # the chain records the model the last round STARTED from (voters attest their parent), one
+    # round behind the clients' model (protocol v2)
+    assert summary["global_model_hash_onchain"] == rows[-1]["parent_model_hash"] == rows[-2]["global_model_hash"]
+    assert summary["global_model_hash_clients"] == rows[-1]["global_model_hash"]
+    assert all(r["recorded_model_hash"] == r["parent_model_hash"] for r in rows)
 
 
 def test_simulation__tokens_conserved_and_events_match_chain(small_run):
@@ -178,3 +182,34 @@ def test_simulate_cli__missing_data_file__one_line_error(tmp_path):
     assert result.returncode != 0
     assert "nope.csv" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_simulation__per_proposal_review__only_the_bad_blobs_proposer_slashed(tmp_path):
+    config = SimulationConfig(clients=8, rounds=1, malicious_ratio=0.0, proposer_fraction=0.375, seed=5, review="cosine")
+    data = make_federated_data(load_lending_club(), config.clients, config.seed)
+    deployer = deployer_account()
+    initial = hash_state(state_of(init_model(data.num_features, config.seed)))
+    protocol = ProtocolChain.deploy(deployer, protocol_params(config), initial)
+    accounts = development_accounts(config.clients, funder=deployer)
+    protocol.enroll(accounts, config.stake, minter=deployer)
+    store = UpdateStore(str(tmp_path / "updates"))
+    clients = make_clients(data, [str(a.address) for a in accounts], config)
+    ledger = TamperingLedger(protocol, store, rounds_to_tamper={1}, mode="bytes")
+
+    records, run = run_protocol(config, data, clients, ledger, store, deployer)
+
+    proposals = protocol.proposals_of(1)
+    assert len(proposals) == 3
+    assert records[0].decision == "accepted"
+    assert (records[0].accepted_proposals, records[0].honest_rejected) == (2, 1)
+    events = protocol.drain_events()
+    settled = {e["args"]["client"]: e["args"] for e in events
+               if e["event"] == "ParticipantSettled" and e["args"]["role"] == int(Role.PROPOSER)}
+    assert int(settled[proposals[0].proposer]["slashed"]) == to_units(config.proposer_stake)
+    assert all(int(settled[p.proposer]["slashed"]) == 0 and settled[p.proposer]["won"] for p in proposals[1:])
+    accepted = [store.load_update(p.update_hash, run.global_state) for p in proposals[1:]]
+    from fl.defences.aggregate import fedavg
+    expected = fedavg([(s, p.sample_count) for s, p in zip(accepted, proposals[1:])])
+    assert run.global_hash == hash_state(expected)  # the new model: FedAvg of the accepted two, bit-exact
+    # the chain recorded the parent the voters attested: the initial model
+    assert protocol.global_model_hash() == initial

@@ -1,0 +1,29 @@
+"""fl/defences/voter_review.py: the batched own updates equal the proposers' local training."""
+import pytest
+import torch
+
+from fl.defences.voter_review import RULES, full_batch_adam, rule_named
+from fl.defences.review import POLICIES, flatten_parameters
+from fl.learning.model import init_model, train_local
+
+
+def test_full_batch_adam__equals_train_local_per_client(create_separable_split):
+    model = init_model(8, seed=0)
+    names = [n for n, _ in model.named_parameters()]
+    start = flatten_parameters(model.state_dict(), names)
+    splits = [create_separable_split(40, seed=s) for s in range(3)] + [create_separable_split(25, seed=9)]
+
+    after_two, after_five = full_batch_adam(model, start, splits, epochs=5, lr=1e-3, keep=2)
+
+    for i, split in enumerate(splits):
+        for epochs, got in ((2, after_two[i]), (5, after_five[i])):
+            expected = flatten_parameters(train_local(model, split, epochs=epochs, lr=1e-3, seed=i), names)
+            assert torch.allclose(got, expected, atol=1e-5), (i, epochs)
+        assert not torch.allclose(after_five[i], start)
+
+
+def test_rules__name_known_policies_and_unknown_rule_is_one_line_error():
+    assert all(rule.policy in POLICIES for rule in RULES.values())
+    assert {"aggregate", "cosine"} <= set(RULES)
+    with pytest.raises(ValueError, match="review rule must be one of"):
+        rule_named("nope")
