@@ -30,13 +30,14 @@ def _load_simulate():
 
 _simulate = _load_simulate()
 config_from_options = _simulate.config_from_options
+CHAINLESS_DEFENCES_DEFAULT = ("fedavg", "median", "trimmed_mean", "krum", "multi_krum", "bulyan", "centered_clipping")
 
 
-def sweep_options(command):
+def sweep_options(command, without=("malicious_ratio",)):
     """simulate's options, less --malicious-ratio (the sweep takes --ratios)."""
     holder = _simulate.simulation_options(lambda **kwargs: None)
     for param in holder.__click_params__:
-        if param.name != "malicious_ratio":
+        if param.name not in without:
             command.__click_params__ = getattr(command, "__click_params__", []) + [param]
     return command
 
@@ -144,8 +145,8 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     survival runs (other proposer stakes) and the malicious-voter runs. Baselines run in this
     process; each protocol run is one `ape run simulate` process on a fresh chain.
 
-    Unless --attack is given, malicious clients only poison proposals (the paper's Sec. 5.2.2
-    setting); the voter runs use --attack voter. Runs whose folder holds a finished summary.json
+    Unless --malicious-roles is given, malicious clients only poison proposals (the paper's Sec. 5.2.2
+    setting); the voter runs use --malicious-roles voter. Runs whose folder holds a finished summary.json
     are skipped, so the same command resumes an interrupted sweep. With --ray each run is a Ray
     task on the cluster instead, its files written here when it ends.
     """
@@ -157,8 +158,8 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
 
     if ray_address is None and ctx.get_parameter_source("ray_cpus_per_run") != ParameterSource.DEFAULT:
         raise click.UsageError("--ray-cpus-per-run needs --ray")
-    if ctx.get_parameter_source("attack") == ParameterSource.DEFAULT:
-        options["attack"] = "proposer"
+    if ctx.get_parameter_source("malicious_roles") == ParameterSource.DEFAULT:
+        options["malicious_roles"] = "proposer"
     base = config_from_options(options)
     seeds = list(range(base.seed, base.seed + num_seeds))
     extra = seeds if extra_seeds is None else seeds[:extra_seeds]
@@ -261,22 +262,101 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     click.echo(f"sweep done in {time.perf_counter() - started:.0f} s -> {results}")
 
 
+def benchmark_options(command):
+    """simulate's options less the ones the grid sets itself (ratio, attack, malicious roles)."""
+    return sweep_options(command, without=("malicious_ratio", "attack", "malicious_roles", "review", "aggregator"))
+
+
+@cli.command(short_help="Run the defence benchmark: attacks x defences x ratios x seeds (resumable)")
+@benchmark_options
+@click.option("--results", default=None, type=click.Path(file_okay=False),
+              help="Folder of the grid's run folders (<defence>/<attack>/ratio-<r>/seed-<s>). "
+                   "Default: results/benchmark-<task>.")
+@click.option("--defences", default=",".join(CHAINLESS_DEFENCES_DEFAULT), show_default=True,
+              help="Columns, comma-separated: fedavg, median, trimmed_mean, krum, multi_krum, bulyan, "
+                   "centered_clipping (chainless, no Ape), protocol-aggregate (the paper's vote on the FedAvg "
+                   "of all proposals), protocol-per-proposal, protocol-per-proposal+<aggregator> (on chain), "
+                   "or `all`.")
+@click.option("--attacks", "attack_names", default=None,
+              help="Rows, comma-separated (default: none and every proposer attack the task allows, "
+                   "min_max excepted).")
+@click.option("--ratios", default="0.2,0.4", show_default=True, help="Malicious ratios, comma-separated.")
+@click.option("--seeds", "num_seeds", default=3, show_default=True, type=click.IntRange(min=1),
+              help="Seeds per cell (--seed .. --seed + N - 1).")
+@click.option("--best-aggregator", default="auto", show_default=True,
+              help="The aggregator of `all`'s protocol-per-proposal+<aggregator> column; auto: the chainless "
+                   "robust aggregator with the best mean test AUROC (last half of the rounds) at the largest "
+                   "ratio in --results.")
+@click.option("--per-proposal-review", default="cosine", show_default=True,
+              help="The review rule of the protocol-per-proposal columns (a --review rule of ape run simulate).")
+@click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
+              help="Runs at a time (chainless runs in worker processes, protocol runs as ape run simulate).")
+@click.option("--network", default=None, help="Ape network for the protocol runs (default: the embedded chain).")
+def benchmark(results, defences, attack_names, ratios, num_seeds, best_aggregator, per_proposal_review, jobs, network,
+              **options):
+    """Run issue 12's grid: every attack (rows) against every defence (columns) at each malicious
+    ratio, --seeds seeds each, plus the `none` row (no attackers). Malicious clients attack as
+    proposers only; votes are honest. Chainless defences run the round loop over an accept-all
+    ledger whose new model is the robust aggregator (no chain, no Ape imported in the workers);
+    protocol defences are `ape run simulate` processes. Runs whose folder holds a finished
+    summary.json are skipped: the same command resumes. The progress bar shows the time left.
+
+    The f a robust rule tolerates is round(ratio * proposers) capped at its precondition (Krum
+    n > 2f + 2, Bulyan n >= 4f + 3); see fl/experiments/benchmark.py.
+    """
+    from fl.experiments.benchmark import attacks_for, run_benchmark
+
+    base = config_from_options(options)
+    names = [d.strip() for d in defences.split(",") if d.strip()]
+    results = Path(results) if results else Path("results") / f"benchmark-{_task_folder(base)}"
+    try:
+        attacks = attacks_for(base.task, None if attack_names is None else
+                              [a.strip() for a in attack_names.split(",") if a.strip()])
+        run_benchmark(base, names, attacks, _floats(ratios), list(range(base.seed, base.seed + num_seeds)),
+                      results, jobs=jobs, network=network, best_aggregator=best_aggregator,
+                      per_proposal_review=per_proposal_review,
+                      simulate_params={p.opts[0].lstrip("-") for p in _simulate.cli.params if p.opts},
+                      command=_command_line(), echo=click.echo)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    except RuntimeError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _task_folder(config) -> str:
+    if config.task == "fmnist":
+        return f"fmnist-alpha{config.dirichlet_alpha:g}"
+    return config.task
+
+
+def _command_line() -> str:
+    if "experiment" in sys.argv:
+        return "ape run experiment " + " ".join(sys.argv[sys.argv.index("experiment") + 1:])
+    return " ".join(sys.argv)
+
+
 @cli.command(short_help="Write docs/RESULTS.md, its tables and figures from recorded runs")
 @click.option("--results", "results", multiple=True, default=(),
               type=click.Path(exists=True, file_okay=False),
               help="Sweep folder(s) to read (repeat for several tasks); runs are grouped by their task. "
-                   "Default: every folder under results/ that holds a sweep.json (lending, fmnist, ...).")
+                   "Default: every folder under results/ that holds a sweep.json (lending, fmnist, ...); "
+                   "benchmark folders (ape run experiment benchmark) become the defence benchmark's section.")
 @click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False),
               help="Folder for RESULTS.md; figures go to <out>/figures.")
 def report(results, out):
     """Read every run folder under --results (experiment.json, metrics.csv, summary.json,
     onchain.json) and write <out>/RESULTS.md with the tables inline and the figures as PNG files in
     <out>/figures, plus the tables as CSV. Nothing is drawn by hand: rerun after any sweep."""
+    from fl.experiments.benchmark_report import is_benchmark_folder
     from fl.experiments.report import write_report
 
     if not results:
         results = sorted(str(p.parent) for p in Path("results").glob("*/sweep.json"))
         if not results:
             raise click.UsageError("no sweep folders under results/: run `ape run experiment sweep` first")
-    path = write_report([Path(r) for r in results], Path(out))
+    sweeps = [Path(r) for r in results if not is_benchmark_folder(Path(r))]
+    benchmarks = [Path(r) for r in results if is_benchmark_folder(Path(r))]
+    if not sweeps:
+        raise click.UsageError("the report needs the paper's sweep folders too (ape run experiment sweep)")
+    path = write_report(sweeps, Path(out), benchmarks=benchmarks)
     click.echo(f"wrote {path}")

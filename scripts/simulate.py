@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from ape.cli import ConnectedProviderCommand, network_option
 
+from fl.attacks.behaviours import MALICIOUS_ROLES, PROPOSER_ATTACKS, VOTER_ATTACKS
 from fl.chain.reproducible import DEFAULT_NETWORK, make_embedded_chain_reproducible, use_own_anvil
 from fl.defences.aggregators import AGGREGATORS
 from fl.defences.voter_review import RULES as REVIEW_RULES
@@ -31,9 +32,19 @@ def simulation_options(command):
                      help="Number of clients, each with its own Ape account and data share."),
         click.option("--malicious-ratio", default=DEFAULTS.malicious_ratio, show_default=True,
                      type=click.FloatRange(0.0, 1.0, max_open=True), help="Fraction of malicious clients."),
+        click.option("--malicious-roles", default=DEFAULTS.malicious_roles, show_default=True,
+                     type=click.Choice(list(MALICIOUS_ROLES)),
+                     help="Roles malicious clients attack in: poison proposals (proposer), vote "
+                          "dishonestly (voter), or both."),
         click.option("--attack", default=DEFAULTS.attack, show_default=True,
-                     type=click.Choice(["both", "proposer", "voter"]),
-                     help="What malicious clients do: poison proposals, vote against the evidence, or both."),
+                     type=click.Choice(list(PROPOSER_ATTACKS)),
+                     help="What a malicious proposer submits: label_flip (the paper's), sign_flip, gaussian "
+                          "noise, scaling (boosted label-flip update), alie, ipm, min_max (omniscient: read the "
+                          "round's honest updates), backdoor (image tasks; ASR in metrics.csv), free_rider."),
+        click.option("--voter-attack", default=DEFAULTS.voter_attack, show_default=True,
+                     type=click.Choice(list(VOTER_ATTACKS)),
+                     help="How a malicious voter votes: against_evidence (the paper's), colluding_bloc (accept "
+                          "the malicious clients' proposals, reject the others), lazy (accept everything)."),
         click.option("--rounds", default=DEFAULTS.rounds, show_default=True, type=click.IntRange(min=1),
                      help="Number of protocol rounds."),
         click.option("--proposer-fraction", default=DEFAULTS.proposer_fraction, show_default=True,

@@ -248,7 +248,7 @@ def task_section(sweep: Sweep, figures: Path, out: Path) -> list[str]:
         f"{', '.join(f'{r:g}' for r in sweep.ratios)}; stake {config['stake']:g}, proposer stake "
         f"{config['proposer_stake']:g}, voter stake {config['voter_stake']:g}, proposer reward "
         f"{config['proposer_reward']:g}, proposer fraction {config['proposer_fraction']:g}, epsilon "
-        f"{config['epsilon']:g}, voters' score `{voter_score(config)}`, attack `{config['attack']}`, "
+        f"{config['epsilon']:g}, voters' score `{voter_score(config)}`, malicious roles `{config.get('malicious_roles', config['attack'])}`, "
         f"{config['local_epochs']} local epoch(s), lr {config['lr']:g}"
         + (f", Dirichlet alpha {config['dirichlet_alpha']:g}" if task != "lending" else "") + ".",
         "",
@@ -428,8 +428,12 @@ def sweep_time_lines(folders: Sequence[Path]) -> list[str]:
     return lines
 
 
-def write_report(folders: Sequence[Path], out: Path, preamble: str | None = None) -> Path:
-    """Write <out>/RESULTS.md and <out>/figures/*.png (+ the tables as CSV) from the runs under `folders`."""
+def write_report(folders: Sequence[Path], out: Path, preamble: str | None = None,
+                 benchmarks: Sequence[Path] = ()) -> Path:
+    """Write <out>/RESULTS.md and <out>/figures/*.png (+ the tables as CSV) from the runs under `folders`,
+    then the defence benchmark's section for each folder of `benchmarks` (fl.experiments.benchmark_report)."""
+    from fl.experiments.benchmark_report import benchmark_section
+
     out = Path(out)
     figures = out / "figures"
     runs = load_runs(folders)
@@ -469,6 +473,8 @@ def write_report(folders: Sequence[Path], out: Path, preamble: str | None = None
             lines += image_task_lines(sweep, sweeps)
     csv_path = write_table_csv(sweeps, figures / "tables.csv")
     lines += [f"All table cells as CSV: [{csv_path.relative_to(out).as_posix()}]({csv_path.relative_to(out).as_posix()}).", ""]
+    for folder in benchmarks:
+        lines += benchmark_section(Path(folder), figures, out)
     lines += [f"_Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC._", ""]
     path = out / "RESULTS.md"
     out.mkdir(parents=True, exist_ok=True)

@@ -96,9 +96,9 @@ def plan_sweep(
 ) -> list[RunSpec]:
     """Every run of the sweep, ordered seed by seed so a sweep cut short has whole seeds.
 
-    `base` holds everything but ratio and seed (its `attack` is used for the main runs).
+    `base` holds everything but ratio and seed (its `malicious_roles` is used for the main runs).
     Survival runs use `survival_stakes` other than `base.proposer_stake` at `survival_ratio`;
-    voter runs use attack "voter" at `voter_ratio`; both only for `extra_seeds`, only when
+    voter runs use malicious roles "voter" at `voter_ratio`; both only for `extra_seeds`, only when
     "protocol" or "extras" (these runs alone) is among `methods`, and with `extra_rounds` rounds (default: `base.rounds`).
     Variant runs (``protocol-vote-<score>``, also for `extra_seeds`) are the main protocol run at
     `variant_ratio` with the voters scoring `score` instead of `base.score`, same rounds.
@@ -121,7 +121,7 @@ def plan_sweep(
         if seed in extra_seeds and ("protocol" in methods or "extras" in methods):
             extra = replace(base, rounds=extra_rounds or base.rounds)
             if voter_ratio > 0:
-                config = replace(extra, malicious_ratio=voter_ratio, seed=seed, attack="voter")
+                config = replace(extra, malicious_ratio=voter_ratio, seed=seed, malicious_roles="voter")
                 specs.append(RunSpec("protocol-voters", "voters", config))
             for stake in survival_stakes:
                 if stake != base.proposer_stake:

@@ -29,7 +29,10 @@ from fl.defences.aggregate import fedavg
 from fl.defences.aggregators import AGGREGATORS
 from fl.defences.review import ReviewInputs, review
 from fl.defences.voter_review import RULES as REVIEW_RULES, VoterView, review_round, rule_named
-from fl.attacks.behaviours import Behaviour, assign_malicious, behaviour_for, make_proposal, voter_verdicts
+from fl.attacks.behaviours import (
+    IMAGE_ONLY_ATTACKS, MALICIOUS_ROLES, PROPOSER_ATTACKS, VOTER_ATTACKS, Behaviour, Proposer, assign_malicious,
+    backdoor_success_rate, behaviour_for, make_round_proposals, voter_verdicts,
+)
 from fl.learning.data import ClientData, FederatedData, load_lending_club, make_federated_data
 from fl.learning.model import evaluate, init_model, load_state, score
 from fl.learning.store import StoreError, UpdateStore, hash_state
@@ -58,7 +61,9 @@ class SimulationConfig:
     lr: float = 1e-3
     batch_size: int = 128
     score: str = "accuracy"
-    attack: str = "both"
+    malicious_roles: str = "both"  # which roles malicious clients attack in: proposer | voter | both
+    attack: str = "label_flip"  # what a malicious proposer submits (fl.attacks.behaviours.PROPOSER_ATTACKS)
+    voter_attack: str = "against_evidence"  # how a malicious voter votes (VOTER_ATTACKS)
     seed: int = 0
     data_file: str | None = None
     task: str = "lending"  # lending (tabular MLP) | fmnist (non-IID images, CNN) | chestxray
@@ -81,7 +86,11 @@ class SimulationConfig:
             (self.local_epochs >= 1, "local epochs must be at least 1"),
             (self.lr > 0, "learning rate must be positive"),
             (self.score in ("accuracy", "balanced_accuracy", "auroc"), "score must be accuracy, balanced_accuracy or auroc"),
-            (self.attack in ("proposer", "voter", "both"), "attack must be proposer, voter or both"),
+            (self.malicious_roles in MALICIOUS_ROLES, "malicious roles must be proposer, voter or both"),
+            (self.attack in PROPOSER_ATTACKS, f"attack must be one of {', '.join(PROPOSER_ATTACKS)}"),
+            (self.voter_attack in VOTER_ATTACKS, f"voter attack must be one of {', '.join(VOTER_ATTACKS)}"),
+            (self.attack not in IMAGE_ONLY_ATTACKS or self.task != "lending",
+             f"attack {self.attack} needs an image task (fmnist)"),
             (self.task in TASKS, f"task must be one of {', '.join(TASKS)}"),
             (self.dirichlet_alpha > 0, "dirichlet alpha must be positive"),
             (self.samples_per_client >= 2, "samples per client must be at least 2"),
@@ -140,6 +149,7 @@ class RoundRecord:
     removed_malicious: int = 0
     parent_model_hash: str = ""  # the model this round started from (what its voters attested)
     recorded_model_hash: str = ""  # what the chain recorded at this settlement
+    attack_success_rate: float = float("nan")  # backdoor runs: triggered test images classified as the target
 
 
 class Ledger(Protocol):
@@ -167,8 +177,10 @@ def load_federated_data(config: SimulationConfig) -> FederatedData:
 
 def make_clients(data: FederatedData, addresses: Sequence[str], config: SimulationConfig) -> list[SimClient]:
     flags = assign_malicious(config.clients, config.malicious_ratio, config.seed)
+    bloc = [addresses[i] for i in range(config.clients) if flags[i]]
     return [
-        SimClient(i, addresses[i], data.clients[i], flags[i], behaviour_for(flags[i], config.attack))
+        SimClient(i, addresses[i], data.clients[i], flags[i],
+                  behaviour_for(flags[i], config.malicious_roles, config.attack, config.voter_attack, bloc))
         for i in range(config.clients)
     ]
 
@@ -310,21 +322,17 @@ def run_protocol(
         run.ever_proposed.update(opening.proposers)
 
         # 2. Propose: train from the global model, publish bytes to the store and the hash on chain.
-        proposals = []
-        for address in opening.proposers:
-            client = by_address[address]
-            update = make_proposal(
-                run.global_state,
-                client.data.train,
-                client.behaviour,
-                epochs=config.local_epochs,
-                lr=config.lr,
-                seed=derived_seed(config.seed, r, client.index),
-                num_features=data.num_features,
-                template=template,
-                train=task.train,
-            )
-            proposals.append((address, store.put_state(update), len(client.data.train.y)))
+        drawn = [by_address[address] for address in opening.proposers]
+        updates = make_round_proposals(
+            run.global_state,
+            [Proposer(c.data.train, c.behaviour, derived_seed(config.seed, r, c.index)) for c in drawn],
+            epochs=config.local_epochs,
+            lr=config.lr,
+            num_features=data.num_features,
+            template=template,
+            train=task.train,
+        )
+        proposals = [(c.address, store.put_state(u), len(c.data.train.y)) for c, u in zip(drawn, updates)]
         ledger.propose(r, proposals)
         ledger.advance_to(opening.proposal_deadline)
 
@@ -355,7 +363,8 @@ def run_protocol(
             run.tokens[address] += rewarded - slashed
         run.pool_tokens = ledger.pool_tokens()
 
-        metrics = task.evaluate(load_state(template, run.global_state), data.test)
+        model = load_state(template, run.global_state)
+        metrics = task.evaluate(model, data.test)
         record = summarise_round(
             r, settlement, opening, clients, run, metrics, ledger.total_gas - gas_before, started
         )
@@ -373,6 +382,8 @@ def run_protocol(
         record.recorded_model_hash = "0x" + settlement.global_model_hash.hex()
         record.accept_votes = sum(b.accept_mask == (1 << len(onchain)) - 1 for b in ballots if onchain)
         record.reject_votes = sum(b.accept_mask == 0 for b in ballots)
+        if config.attack == "backdoor":
+            record.attack_success_rate = backdoor_success_rate(model, data.test)
         records.append(record)
         if on_round:
             on_round(record, {"problem": problem, "tokens": dict(run.tokens), "accepted": accepted})

@@ -69,7 +69,7 @@ def test_behaviour_for__default_attack__both_roles():
 
 
 def test_behaviour_for__unknown_attack__raises():
-    with pytest.raises(ValueError, match="attack must be one of"):
+    with pytest.raises(ValueError, match="malicious roles must be one of"):
         behaviour_for(True, "sybil")
 
 

@@ -70,9 +70,9 @@ def test_sweep__protocol_runs_condensed_and_chain_checks_pass(sweep):
         assert all(r["gas"] > 0 and r["calldata_bytes"] > 0 and r["event_bytes"] > 0 for r in onchain["rounds"])
         assert onchain["update_bytes"] > 0
         assert not (folder / "updates").exists() and not (folder / "events.jsonl").exists()
-        assert "ape run simulate" in experiment["command"] and "--attack" in experiment["command"]
+        assert "ape run simulate" in experiment["command"] and "--malicious-roles" in experiment["command"]
     voters = json.loads((results / "protocol-voters/ratio-0.3/seed-0/experiment.json").read_text())
-    assert voters["config"]["attack"] == "voter"
+    assert voters["config"]["malicious_roles"] == "voter"
 
 
 def test_sweep__baselines_differ_only_by_attackers(sweep):
@@ -150,7 +150,7 @@ def test_fedavg_baseline__same_models_with_or_without_voters(tmp_path):
     from fl.simulation.rounds import SimulationConfig, load_federated_data
     from fl.learning.store import UpdateStore
 
-    config = SimulationConfig(clients=10, rounds=2, malicious_ratio=0.3, attack="proposer", seed=4)
+    config = SimulationConfig(clients=10, rounds=2, malicious_ratio=0.3, malicious_roles="proposer", seed=4)
     data = load_federated_data(config)
 
     with_voters = run_fedavg(config, data, UpdateStore(str(tmp_path / "a")), with_voters=True)
@@ -179,7 +179,7 @@ def test_plan_sweep__seed_by_seed_with_extras_only_where_asked():
     from fl.experiments.sweep import plan_sweep
     from fl.simulation.rounds import SimulationConfig
 
-    base = SimulationConfig(rounds=100, attack="proposer")
+    base = SimulationConfig(rounds=100, malicious_roles="proposer")
 
     specs = plan_sweep(base, [0.1, 0.4], [0, 1], survival_stakes=[4, 8], voter_ratio=0.3, extra_seeds=[0],
                        extra_rounds=50, variant_scores=["auroc"], variant_ratio=0.4)
@@ -193,7 +193,7 @@ def test_plan_sweep__seed_by_seed_with_extras_only_where_asked():
         ("protocol", 0.1, 1), ("protocol", 0.4, 1),
     ]
     by_method = {s.method: s.config for s in specs if s.seed == 0}
-    assert by_method["protocol-voters"].attack == "voter" and by_method["protocol-voters"].rounds == 50
+    assert by_method["protocol-voters"].malicious_roles == "voter" and by_method["protocol-voters"].rounds == 50
     assert by_method["protocol-pstake4"].proposer_stake == 4 and by_method["protocol-pstake4"].rounds == 50
     assert by_method["protocol-vote-auroc"].score == "auroc" and by_method["protocol-vote-auroc"].rounds == 100
     assert [s.method for s in extras_only] == ["protocol-voters", "protocol-pstake16"]

@@ -154,7 +154,7 @@ def test_cosine_review__nothing_accepted__model_unchanged(lending, tmp_path):
 
 
 def test_malicious_voters__invert_their_verdicts(lending, tmp_path):
-    config = SimulationConfig(clients=12, rounds=1, malicious_ratio=0.25, attack="voter", seed=2, review="cosine")
+    config = SimulationConfig(clients=12, rounds=1, malicious_ratio=0.25, malicious_roles="voter", seed=2, review="cosine")
     store = UpdateStore(str(tmp_path / "u"))
     ledger = GlobalTracking(config, lending, addresses(12), 4, store, poison=reversed_first_proposal)
     clients = {c.address: c for c in make_clients(lending, addresses(12), config)}

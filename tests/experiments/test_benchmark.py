@@ -1,0 +1,166 @@
+"""The defence benchmark grid: its plan, the f each robust rule gets, one chainless cell end to end
+(no Ape imported), the skip-finished rule and the report section."""
+
+import csv
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from fl.experiments.benchmark import (
+    CHAINLESS_DEFENCES,
+    NO_ATTACK,
+    PROTOCOL_AGGREGATE,
+    PROTOCOL_PER_PROPOSAL,
+    assumed_byzantine,
+    attacks_for,
+    check_defences,
+    expand_defences,
+    is_done,
+    plan_benchmark,
+    run_chainless,
+)
+from fl.simulation.rounds import SimulationConfig, aggregate_accepted
+
+
+@pytest.mark.parametrize(
+    ("rule", "ratio", "expected"),
+    [("krum", 0.4, 3), ("multi_krum", 0.4, 3), ("bulyan", 0.4, 1), ("bulyan", 0.2, 1), ("trimmed_mean", 0.4, 4),
+     ("krum", 0.2, 2), ("median", 0.4, 4), ("krum", 0.0, 0)],
+)
+def test_assumed_byzantine__ten_proposers__expected_capped_at_the_precondition(rule, ratio, expected):
+    assert assumed_byzantine(rule, 10, ratio) == expected
+
+
+@pytest.mark.parametrize("rule", ["krum", "multi_krum", "bulyan", "trimmed_mean"])
+@pytest.mark.parametrize("ratio", [0.2, 0.4])
+def test_assumed_byzantine__equals_what_the_round_loop_uses(rule, ratio):
+    import torch
+
+    reference = {"w": torch.zeros(3)}
+    updates = [({"w": torch.full((3,), float(i))}, 1) for i in range(10)]
+    from fl.defences.aggregators import AGGREGATORS
+
+    f = assumed_byzantine(rule, 10, ratio)
+    expected = AGGREGATORS[rule](updates, reference, num_byzantine=f)
+
+    assert torch.equal(aggregate_accepted(rule, updates, reference, ratio)["w"], expected["w"])
+
+
+def test_plan__counts_order_and_configs():
+    base = SimulationConfig(clients=50, rounds=5)
+    attacks = attacks_for("lending")
+
+    specs = plan_benchmark(base, ["krum", PROTOCOL_PER_PROPOSAL, "fedavg"], attacks, [0.2, 0.4], [0, 1])
+
+    per_defence_seed = 1 + 2 * (len(attacks) - 1)
+    assert len(specs) == 3 * 2 * per_defence_seed
+    assert "backdoor" not in attacks and attacks[0] == NO_ATTACK
+    assert [s.seed for s in specs] == sorted(s.seed for s in specs)  # seed by seed
+    first_seed = [s.defence for s in specs if s.seed == 0]
+    assert first_seed.index(PROTOCOL_PER_PROPOSAL) == len(first_seed) - per_defence_seed  # chainless first
+    krum = next(s for s in specs if s.defence == "krum" and s.attack == "ipm" and s.ratio == 0.4)
+    assert krum.config.aggregator == "krum" and krum.num_byzantine == 3 and krum.config.malicious_roles == "proposer"
+    clean = next(s for s in specs if s.attack == NO_ATTACK)
+    assert clean.ratio == 0.0 and clean.config.attack == "label_flip"
+    protocol = next(s for s in specs if s.defence == PROTOCOL_PER_PROPOSAL)
+    assert protocol.review == "cosine" and protocol.aggregator == "fedavg"
+    assert len({s.folder(Path("r")) for s in specs}) == len(specs)
+
+
+def test_plan__bad_names__clear_errors():
+    with pytest.raises(ValueError, match="unknown defence"):
+        check_defences(["fedavg", "protocol-per-proposal+nonsense"])
+    with pytest.raises(ValueError, match="image task"):
+        attacks_for("lending", ["backdoor"])
+    with pytest.raises(ValueError, match="unknown attacks"):
+        attacks_for("fmnist", ["sybil"])
+    assert "backdoor" in attacks_for("fmnist")
+
+
+def test_expand_all__every_column_and_the_named_best():
+    defences = expand_defences(["all"], "median", Path("nowhere"), "lending")
+
+    assert defences == [*CHAINLESS_DEFENCES, PROTOCOL_AGGREGATE, PROTOCOL_PER_PROPOSAL, "protocol-per-proposal+median"]
+
+
+def _write_cell(root: Path, defence: str, attack: str, ratio: float, seed: int, aurocs, rejected=None):
+    folder = root / defence / attack / f"ratio-{ratio:g}" / f"seed-{seed}"
+    folder.mkdir(parents=True)
+    (folder / "experiment.json").write_text(json.dumps({
+        "benchmark": True, "defence": defence, "attack": attack, "malicious_ratio": ratio, "seed": seed,
+        "config": {"task": "lending"}, "review": None, "num_byzantine": 0}))
+    (folder / "summary.json").write_text("{}")
+    columns = ["round", "decision", "proposers", "malicious_proposers", "test_auroc", "test_accuracy",
+               "malicious_accepted", "malicious_rejected", "honest_accepted", "honest_rejected"]
+    with open(folder / "metrics.csv", "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(columns)
+        for i, auroc in enumerate(aurocs):
+            mal_rej, hon_rej = rejected or (0, 0)
+            writer.writerow([i + 1, "accepted", 10, 2, auroc, 0.9, 2 - mal_rej, mal_rej, 8 - hon_rej, hon_rej])
+
+
+def test_report__last_half_means_rejections_and_losses(tmp_path):
+    from fl.experiments.benchmark import best_chainless_aggregator
+    from fl.experiments.benchmark_report import benchmark_section, load_cells
+
+    _write_cell(tmp_path, "fedavg", NO_ATTACK, 0.0, 0, [0.1, 0.1, 0.8, 0.8])
+    _write_cell(tmp_path, "fedavg", "ipm", 0.2, 0, [0.1, 0.1, 0.5, 0.7])
+    _write_cell(tmp_path, "median", "ipm", 0.2, 0, [0.1, 0.1, 0.7, 0.7])
+    _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "ipm", 0.2, 0, [0.1, 0.1, 0.6, 0.6], rejected=(2, 1))
+    (tmp_path / "sweep.json").write_text(json.dumps({"sessions": [
+        {"started": "2026-11-30T06:00:00+00:00", "wall_seconds": 600, "command": "c", "made": 4, "benchmark": True}]}))
+
+    cells = {(c.defence, c.attack): c for c in load_cells(tmp_path)}
+    lines = "\n".join(benchmark_section(tmp_path, tmp_path / "figures", tmp_path))
+
+    assert cells[("fedavg", "ipm")].auroc == pytest.approx(0.6)
+    assert cells[(PROTOCOL_PER_PROPOSAL, "ipm")].malicious_rejected == 8
+    assert "| ipm @ 0.2 | 0.600 | 0.700 | 0.600 |" in lines
+    assert "100% / 12%" in lines  # 8 of 8 malicious, 4 of 32 honest proposals rejected
+    assert "ipm @ 0.2: 0.600 vs Median 0.700" in lines
+    assert "ipm @ 0.2 0.600" in lines  # more than 2 points below clean FedAvg 0.800
+    assert "10 min of wall-clock time" in lines
+    assert (tmp_path / "figures" / "benchmark-lending.png").stat().st_size > 0
+    assert best_chainless_aggregator(tmp_path) == "median"
+
+
+def test_chainless_cell__runs_the_loop_with_the_aggregator_and_imports_no_ape(tmp_path):
+    """One tiny cell in a fresh interpreter: finished, skip-finished, the recorded f, no Ape module."""
+    script = f"""
+import json, sys
+from pathlib import Path
+from fl.simulation.rounds import SimulationConfig
+from fl.experiments.benchmark import plan_benchmark, run_chainless_in_worker, is_done, _loaded_ape_modules
+base = SimulationConfig(clients=20, rounds=2, proposer_fraction=0.5)
+spec = [s for s in plan_benchmark(base, ["krum"], ["none", "sign_flip"], [0.4], [0]) if s.attack == "sign_flip"][0]
+summary = run_chainless_in_worker(spec, {str(tmp_path)!r})
+folder = spec.folder(Path({str(tmp_path)!r}))
+stamp = (folder / "metrics.csv").stat().st_mtime_ns
+again = run_chainless_in_worker(spec, {str(tmp_path)!r})
+print(json.dumps({{"done": is_done(folder), "rounds": summary["rounds_completed"], "same": again == summary,
+                  "untouched": (folder / "metrics.csv").stat().st_mtime_ns == stamp,
+                  "f": json.loads((folder / "experiment.json").read_text())["num_byzantine"],
+                  "ape": _loaded_ape_modules()}}))
+"""
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    result = json.loads(completed.stdout.strip().splitlines()[-1])
+
+    assert result == {"done": True, "rounds": 2, "same": True, "untouched": True, "f": 3, "ape": []}
+
+
+def test_run_lock__a_second_process_on_the_same_cell__run_busy(tmp_path):
+    from fl.experiments.benchmark import RunBusy, _locked
+
+    folder = tmp_path / "krum" / "ipm" / "ratio-0.4" / "seed-0"
+    with _locked(folder):
+        with pytest.raises(RunBusy, match="another benchmark"):
+            with _locked(folder):
+                pass
+    with _locked(folder):  # released
+        pass
