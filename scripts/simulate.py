@@ -120,10 +120,11 @@ def config_from_options(options: dict) -> SimulationConfig:
               help="Run folder to write (must be new or empty). Default: runs/simulate-<time>.")
 @click.option("--resume", "resume", default=None, type=click.Path(file_okay=False),
               help="Continue the run in this folder (killed or stopped) from its last complete round, with "
-                   "the options in its config.json (other options are ignored). Embedded chain only: its "
-                   "chain is gone, so the run is replayed from scratch and every recorded round is checked "
-                   "to come out identical (metrics but wall time, events byte for byte) before new rounds "
-                   "are added; any difference stops with the folder unchanged.")
+                   "the options in its config.json (other options are ignored; --network must be the run's). "
+                   "Its chain is gone, so the run is replayed from scratch on a fresh chain this command "
+                   "starts (its own anvil, or the embedded chain) and every recorded round is checked to "
+                   "come out identical (metrics but wall time, events byte for byte) before new rounds are "
+                   "added; any difference stops with the folder unchanged.")
 def cli(output, resume, **options):
     """Deploy the contracts on a development chain (a fresh anvil by default, or --network),
     give every client an Ape account and --stake tokens, and run --rounds rounds of the full

@@ -22,6 +22,7 @@ from fl.chain.connection import (
     deployer_account,
     development_accounts,
     network_name,
+    provider_started_node,
     quiet_logging,
     token_conservation,
 )
@@ -129,25 +130,29 @@ def rerun_command(config: SimulationConfig, network: str | None) -> str:
 
 
 def resume_simulation(folder: Path, progress: bool = True, keep_updates: bool = False) -> dict:
-    """Continue the run in `folder` from its last committed round, on the embedded chain.
+    """Continue the run in `folder` from its last committed round.
 
-    The embedded chain of the stopped process is gone, so this reruns the recorded
-    configuration from scratch on a fresh embedded chain, checks that every recorded round
-    comes out identical (metrics but wall time, and every event byte for byte; else
-    ``ResumeMismatch`` and the folder is left as it was), then records the remaining rounds.
-    A run recorded on another chain (anvil: random prevrandao, its node gone or moved on)
-    cannot be proven to continue the same state: ``CannotResume`` with the command to rerun it.
+    The chain of the stopped process is gone (the embedded chain, or the anvil the provider
+    started for it), so this reruns the recorded configuration from scratch on a fresh chain of
+    the same network, checks that every recorded round comes out identical (metrics but wall
+    time, and every event byte for byte; else ``ResumeMismatch`` and the folder is left as it
+    was), then records the remaining rounds. That needs a chain made afresh by this process,
+    where a seeded run repeats exactly: the embedded chain, or an anvil the provider started
+    itself (seeded draws, pinned clock). On any other chain (a node someone else runs, a public
+    network) the state cannot be proven to match: ``CannotResume`` with the command to rerun it.
     """
     config, recorded_network = resume_config(folder)
-    if recorded_network not in (None, EMBEDDED_CHAIN):
+    recorded_network = recorded_network or EMBEDDED_CHAIN  # folders written before config.json named it
+    here = network_name()
+    if here != recorded_network:
         raise CannotResume(
-            f"{folder} ran on {recorded_network}, whose chain state cannot be proven to match: "
-            f"rerun it from scratch with `{rerun_command(config, recorded_network)}`"
+            f"{folder} ran on {recorded_network}: resume it there, "
+            f"`ape run simulate --resume {folder} --network {recorded_network}`"
         )
-    if network_name() != EMBEDDED_CHAIN:
+    if not provider_started_node():
         raise CannotResume(
-            f"--resume replays the run on the embedded chain: add --network {EMBEDDED_CHAIN} "
-            f"(or rerun from scratch with `{rerun_command(config, network_name())}`)"
+            f"{folder} ran on a {here} node this command did not start, whose state cannot be proven to "
+            f"match: rerun it from scratch with `{rerun_command(config, recorded_network)}`"
         )
     with isolated_embedded_run(config.seed):
         return _run_simulation(config, folder, progress, keep_updates, resume=True)
