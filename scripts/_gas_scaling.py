@@ -224,6 +224,18 @@ def measure_round_gas(project, accounts_or_factory: AccountsOrFactory, clients: 
     if len(accts) < need:
         raise ValueError(f"need {need} accounts (deployer + clients), got {len(accts)}")
     deployer = accts[0]
+    # one second per block on anvil, so that a slow machine cannot run a phase past its deadline
+    anvil = chain.provider.name == "foundry"
+    if anvil:
+        chain.provider.make_request("anvil_setBlockTimestampInterval", [1])
+    try:
+        return _play_round(project, chain, ape_accounts, accts, deployer, clients, p, fast, register, ballots, seed)
+    finally:
+        if anvil:
+            chain.provider.make_request("anvil_removeBlockTimestampInterval", [])
+
+
+def _play_round(project, chain, ape_accounts, accts, deployer, clients, p, fast, register, ballots, seed) -> dict:
     d = _deploy(project, deployer, p)
     token, registry, pool, voting = d["token"], d["registry"], d["pool"], d["voting"]
     token.mint(pool, p["proposerReward"] * p["maxProposers"], sender=deployer)  # proposers get paid

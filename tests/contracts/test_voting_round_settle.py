@@ -304,7 +304,7 @@ def ten_snapshot(ten, chain):
     return chain
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=5, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(votes=st.lists(UNIFORM, min_size=8, max_size=8), proposes=st.lists(st.booleans(), min_size=2, max_size=2),
        pool_funds=st.sampled_from([0, TOKEN, 100 * TOKEN]))
 def test_settle__uniform_ballots__equal_paper_rule(ten_snapshot, voting, registry, pool, token, play_round, owner,
