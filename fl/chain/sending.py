@@ -54,7 +54,7 @@ def automines(provider=None) -> bool:
         return False
     try:
         return bool(provider.auto_mine)
-    except Exception:  # noqa: BLE001 - a provider without the notion: it does not mine on demand
+    except (NotImplementedError, AttributeError):  # no such notion: it does not mine on demand
         return False
 
 
