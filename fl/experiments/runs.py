@@ -15,7 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from fl.experiments.sweep import EXPERIMENT_FILE, MAIN_METHODS, ONCHAIN_FILE, PROTOCOL_MAIN
+from fl.experiments.sweep import EXPERIMENT_FILE, MAIN_METHODS, ONCHAIN_FILE, PROTOCOL_MAIN, REVIEW_METHODS
 
 LAST_ROUNDS = 50  # the paper's "mean accuracy of the last 50 epochs"
 METRICS = ("test_accuracy", "test_balanced_accuracy", "test_auroc")
@@ -123,7 +123,10 @@ class Sweep:
         self.task = runs[0].task
         main = [r for r in runs if r.group == "main"]
         self.ratios = sorted({r.ratio for r in main if r.method in ("fedavg-attack", *PROTOCOL_MAIN)})
-        self.methods = [m for m in TABLE_METHODS if any(r.method == m for r in main)]
+        present = {r.method for r in main}
+        if present & set(REVIEW_METHODS):  # both review rules side by side, a rule without runs as n/a
+            present |= set(REVIEW_METHODS)
+        self.methods = [m for m in TABLE_METHODS if m in present]
         # the protocol methods of the main comparison (one per review rule, or the legacy "protocol")
         self.protocol_methods = [m for m in self.methods if m in PROTOCOL_MAIN]
         self.main = main

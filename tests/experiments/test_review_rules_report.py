@@ -52,3 +52,12 @@ def test_sweep_and_decisions__both_rules_side_by_side():
     # 4 rounds x 1 malicious proposal, all rejected by cosine; 1 of 4 honest per round rejected
     assert "| 0.2 | `protocol-cosine` | 0.0 ± 0.0 | 4.0 ± 0.0 | 100.0% (4 of 4) | 25.0% (4 of 16) |" in text
     assert "| 0.2 | `protocol-aggregate` | 0.0 ± 0.0 | 4.0 ± 0.0 | 0.0% (0 of 4) | 0.0% (0 of 16) |" in text
+
+
+def test_sweep__a_review_rule_without_runs_still_has_its_row():
+    from fl.experiments.report import table_markdown
+
+    sweep = Sweep([_run("fedavg-attack", 0.2), _run("protocol-aggregate", 0.2)])
+
+    assert sweep.protocol_methods == ["protocol-aggregate", "protocol-cosine"]
+    assert "| FedAvg w/ block, per-proposal review (cosine) | n/a |" in table_markdown(sweep, "test_auroc")
