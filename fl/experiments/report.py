@@ -143,7 +143,10 @@ def claim_a(sweep: Sweep, metric: str, method: str = "protocol") -> tuple[bool |
             f"{'not more than' if within else 'MORE than'} 1 point below), w/ mal {attack:.3f} "
             f"({'below' if behind else 'NOT below'} the protocol by {protocol - attack:+.3f})"
         )
-    return (None if missing and holds else holds), lines
+    if missing and holds:
+        lines.append("holds at every ratio that has runs; not tested at the others")
+        return None, lines
+    return holds, lines
 
 
 def claim_b(sweep: Sweep, method: str = "protocol") -> tuple[bool | None, list[str]]:
@@ -240,7 +243,7 @@ def _verdict(holds: bool | None) -> str:
 def cost_section(sweep: Sweep, method: str = "protocol") -> list[str]:
     runs = [r for r in sweep.main if r.method == method and r.onchain]
     if not runs:
-        return ["No protocol runs with on-chain records."]
+        return [f"No `{method}` runs with on-chain records."]
     update = next((r.onchain.get("update_bytes") for r in runs if r.onchain.get("update_bytes")), None)
     if update is None:
         update = next((r.summary.get("update_bytes") for r in sweep.main if r.summary.get("update_bytes")), None)
