@@ -134,12 +134,15 @@ def claim_a(sweep: Sweep, metric: str, method: str = "protocol") -> tuple[bool |
             missing = True
             lines.append(f"ratio {ratio:g}: no {method} run (not tested at this ratio)")
             continue
-        protocol, clean, attack = (values[(m, ratio)][0] for m in (method, "fedavg-clean", "fedavg-attack"))
+        # the baselines on the protocol cell's own seeds: like with like when a cell has fewer seeds
+        seeds = {r.seed for r in sweep.cell(method, ratio)}
+        protocol, clean, attack = (mean_std([tail_mean(r, metric) for r in sweep.cell(m, ratio) if r.seed in seeds])[0]
+                                   for m in (method, "fedavg-clean", "fedavg-attack"))
         within = clean - protocol <= CLAIM_TOLERANCE  # at most 1 point below (above is fine)
         behind = attack < protocol
         holds &= within and behind
         lines.append(
-            f"ratio {ratio:g} (n={values[(method, ratio)][2]}): w/o mal {clean:.3f}, protocol {protocol:.3f} (gap {clean - protocol:+.3f}, "
+            f"ratio {ratio:g} (seeds {sorted(seeds)}, baselines on the same seeds): w/o mal {clean:.3f}, protocol {protocol:.3f} (gap {clean - protocol:+.3f}, "
             f"{'not more than' if within else 'MORE than'} 1 point below), w/ mal {attack:.3f} "
             f"({'below' if behind else 'NOT below'} the protocol by {protocol - attack:+.3f})"
         )

@@ -61,3 +61,15 @@ def test_sweep__a_review_rule_without_runs_still_has_its_row():
 
     assert sweep.protocol_methods == ["protocol-aggregate", "protocol-cosine"]
     assert "| FedAvg w/ block, per-proposal review (cosine) | n/a |" in table_markdown(sweep, "test_auroc")
+
+
+def test_claim_a__compares_with_the_baselines_of_the_same_seeds():
+    from fl.experiments.report import claim_a
+
+    other_seed = _run("fedavg-clean", 0.0, auroc=0.2)
+    other_seed.seed = 1
+    sweep = Sweep([_run("fedavg-attack", 0.2, auroc=0.5), _run("fedavg-clean", 0.0, auroc=0.7), other_seed,
+                   _run("protocol-cosine", 0.2, auroc=0.695), _run("protocol-aggregate", 0.2, auroc=0.6)])
+
+    assert claim_a(sweep, "test_auroc", "protocol-cosine")[0] is True  # seed 1's 0.2 must not lower the bar
+    assert claim_a(sweep, "test_auroc", "protocol-aggregate")[0] is False
