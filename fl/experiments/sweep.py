@@ -5,6 +5,9 @@ A sweep is a list of ``RunSpec``s, each one folder ``<results>/<method>/ratio-<r
 - ``oracle`` and ``fedavg-clean`` (no attackers) once per seed, filed under ratio 0.0 and
   compared at every ratio;
 - ``fedavg-attack`` and ``protocol`` per (malicious ratio, seed);
+- ``protocol-aggregate`` / ``protocol-cosine``: the protocol with the voters' review rule fixed
+  (``--review aggregate``, the paper's rule; ``--review cosine``, per-proposal review), per
+  (ratio, seed); their survival and voter runs are ``<method>-pstake<x>`` / ``<method>-voters``;
 - ``protocol-pstake<x>``: the protocol at the survival ratio with another proposer stake
   (the slash size), for the survival analysis; the main ``protocol`` runs give the default
   stake's point;
