@@ -124,29 +124,39 @@ def headline_metric(task: str) -> str:
     return "test_auroc"
 
 
-def claim_a(sweep: Sweep, metric: str) -> tuple[bool | None, list[str]]:
+def claim_a(sweep: Sweep, metric: str, method: str = "protocol") -> tuple[bool | None, list[str]]:
     values = sweep.table(metric)
-    if not {"protocol", "fedavg-clean", "fedavg-attack"} <= set(sweep.methods):
-        return None, ["needs the protocol, fedavg-clean and fedavg-attack runs"]
-    holds, lines = True, []
+    if not {method, "fedavg-clean", "fedavg-attack"} <= set(sweep.methods):
+        return None, [f"needs the {method}, fedavg-clean and fedavg-attack runs"]
+    holds, missing, lines = True, False, []
     for ratio in sweep.ratios:
-        protocol, clean, attack = (values[(m, ratio)][0] for m in ("protocol", "fedavg-clean", "fedavg-attack"))
+        if not values[(method, ratio)][2]:
+            missing = True
+            lines.append(f"ratio {ratio:g}: no {method} run (not tested at this ratio)")
+            continue
+        # the baselines on the protocol cell's own seeds: like with like when a cell has fewer seeds
+        seeds = {r.seed for r in sweep.cell(method, ratio)}
+        protocol, clean, attack = (mean_std([tail_mean(r, metric) for r in sweep.cell(m, ratio) if r.seed in seeds])[0]
+                                   for m in (method, "fedavg-clean", "fedavg-attack"))
         within = clean - protocol <= CLAIM_TOLERANCE  # at most 1 point below (above is fine)
         behind = attack < protocol
         holds &= within and behind
         lines.append(
-            f"ratio {ratio:g}: w/o mal {clean:.3f}, protocol {protocol:.3f} (gap {clean - protocol:+.3f}, "
+            f"ratio {ratio:g} (seeds {sorted(seeds)}, baselines on the same seeds): w/o mal {clean:.3f}, protocol {protocol:.3f} (gap {clean - protocol:+.3f}, "
             f"{'not more than' if within else 'MORE than'} 1 point below), w/ mal {attack:.3f} "
             f"({'below' if behind else 'NOT below'} the protocol by {protocol - attack:+.3f})"
         )
+    if missing and holds:
+        lines.append("holds at every ratio that has runs; not tested at the others")
+        return None, lines
     return holds, lines
 
 
-def claim_b(sweep: Sweep) -> tuple[bool | None, list[str]]:
+def claim_b(sweep: Sweep, method: str = "protocol") -> tuple[bool | None, list[str]]:
     holds, lines = True, []
     any_runs = False
     for ratio in sweep.ratios:
-        runs = sweep.cell("protocol", ratio)
+        runs = sweep.cell(method, ratio)
         if not runs:
             continue
         any_runs = True
@@ -170,8 +180,8 @@ def claim_b(sweep: Sweep) -> tuple[bool | None, list[str]]:
     return (holds if any_runs else None), lines
 
 
-def claim_c(sweep: Sweep) -> tuple[bool | None, list[str]]:
-    runs = sweep.voter_runs()
+def claim_c(sweep: Sweep, method: str = "protocol") -> tuple[bool | None, list[str]]:
+    runs = sweep.voter_runs(method)
     if not runs:
         return None, ["no malicious-voter runs"]
     lines, holds = [], True
@@ -186,14 +196,57 @@ def claim_c(sweep: Sweep) -> tuple[bool | None, list[str]]:
     return holds, lines
 
 
+def _share(numerator: int, denominator: int) -> str:
+    return f"{100 * numerator / denominator:.1f}% ({numerator:,} of {denominator:,})" if denominator else "n/a"
+
+
+def decisions_section(sweep: Sweep) -> list[str]:
+    """Per review rule and ratio: rejected rounds, proposals rejected (malicious / honest), removals."""
+    if not sweep.protocol_methods:
+        return []
+    rows = []
+    for ratio in sweep.ratios:
+        for method in sweep.protocol_methods:
+            cell = sweep.cell(method, ratio)
+            if not cell:
+                rows.append([f"{ratio:g}", f"`{method}`", *["n/a"] * 8, 0])
+                continue
+            rejected = [sum(row["decision"] == "rejected" for row in r.rows) for r in cell]
+            with_mal = [sum(int(row["malicious_proposers"]) > 0 for row in r.rows) for r in cell]
+            total = lambda name: sum(int(_float(row.get(name)) or 0) for r in cell for row in r.rows  # noqa: E731
+                                     if not math.isnan(_float(row.get(name))))
+            mal_rej, mal_acc = total("malicious_rejected"), total("malicious_accepted")
+            hon_rej, hon_acc = total("honest_rejected"), total("honest_accepted")
+            mal_removed = [len(removal_rounds(r, "malicious")[0]) / max(1, r.summary.get("malicious_clients") or 1)
+                           for r in cell]
+            all_gone = [all_removed_round(r) for r in cell]
+            gone = [g for g in all_gone if g is not None]
+            hon_removed = sum(len(removal_rounds(r, "honest")[0]) for r in cell)
+            rows.append([f"{ratio:g}", f"`{method}`", fmt(*mean_std(rejected)[:2], digits=1),
+                         fmt(*mean_std(with_mal)[:2], digits=1),
+                         _share(mal_rej, mal_rej + mal_acc), _share(hon_rej, hon_rej + hon_acc),
+                         f"{np.mean(mal_removed):.0%}",
+                         (f"{len(gone)} of {len(cell)} runs, round {', '.join(str(g) for g in gone)}" if gone
+                          else f"0 of {len(cell)} runs"),
+                         f"{hon_removed} (total over runs)", len(cell)])
+    return ["### Decisions: rejected rounds, rejected proposals, removed clients", "",
+            "Per review rule. A round counts as rejected when the chain rejected its proposals (for per-proposal "
+            "review, when none was accepted). Proposals rejected are summed over all rounds and seeds of the cell. "
+            "Malicious removed: mean share of malicious clients removed by the last round; all removed: the runs "
+            "in which every malicious client was removed, and at which round.", "",
+            _md_table(["ratio", "rule", "rejected rounds", "rounds with a malicious proposer",
+                       "malicious proposals rejected", "honest proposals rejected", "malicious removed",
+                       "all malicious removed", "honest removed", "seeds"], rows), ""]
+
+
 def _verdict(holds: bool | None) -> str:
     return {True: "**holds**", False: "**does not hold**", None: "**not tested**"}[holds]
 
 
-def cost_section(sweep: Sweep) -> list[str]:
-    runs = [r for r in sweep.main if r.method == "protocol" and r.onchain]
+def cost_section(sweep: Sweep, method: str = "protocol") -> list[str]:
+    runs = [r for r in sweep.main if r.method == method and r.onchain]
     if not runs:
-        return ["No protocol runs with on-chain records."]
+        return [f"No `{method}` runs with on-chain records."]
     update = next((r.onchain.get("update_bytes") for r in runs if r.onchain.get("update_bytes")), None)
     if update is None:
         update = next((r.summary.get("update_bytes") for r in sweep.main if r.summary.get("update_bytes")), None)
@@ -206,7 +259,7 @@ def cost_section(sweep: Sweep) -> list[str]:
     txs = float(np.mean([c["transactions"] for c in per_round]))
     u = update or 0
     lines = [
-        f"Measured over {len(runs)} protocol runs ({len(per_round)} rounds). One model update is a "
+        f"**{METHOD_NAMES[method]}.** Measured over {len(runs)} `{method}` runs ({len(per_round)} rounds). One model update is a "
         f"safetensors blob of **{u:,} bytes** ({u / 1024:.1f} KiB); on average {proposers:.1f} proposers "
         f"and {voters:.1f} voters per round.",
         "",
@@ -268,76 +321,76 @@ def task_section(sweep: Sweep, figures: Path, out: Path) -> list[str]:
     figs = []
     figs.append(("Learning curves (AUROC)", plot_learning_curves(sweep, "test_auroc", figures / f"{task}-learning-auroc.png")))
     figs.append(("Learning curves (accuracy)", plot_learning_curves(sweep, "test_accuracy", figures / f"{task}-learning-accuracy.png")))
-    if any(r.method == "protocol" for r in sweep.main):
-        figs.append(("Tokens of honest vs malicious proposers", plot_proposer_tokens(sweep, figures / f"{task}-proposer-tokens.png")))
-        figs.append(("Accepted vs rejected rounds", plot_decisions(sweep, figures / f"{task}-decisions.png")))
+    for method in sweep.protocol_methods:
+        suffix = "" if method == "protocol" else f"-{method}"
+        figs.append((f"Tokens of honest vs malicious proposers ({method})",
+                     plot_proposer_tokens(sweep, figures / f"{task}-proposer-tokens{suffix}.png", method)))
+        figs.append((f"Accepted vs rejected rounds ({method})",
+                     plot_decisions(sweep, figures / f"{task}-decisions{suffix}.png", method)))
     lines += ["### Learning curves, tokens and decisions", ""]
     for title, path in figs:
         lines += [f"**{title}**", "", f"![{title}]({rel(path)})", ""]
 
-    # rejected share
-    protocol_all = [r for r in sweep.main if r.method == "protocol"]
-    if protocol_all:
-        rows = []
-        for ratio in sweep.ratios:
-            cell = sweep.cell("protocol", ratio)
-            rejected = [sum(row["decision"] == "rejected" for row in r.rows) for r in cell]
-            with_mal = [sum(int(row["malicious_proposers"]) > 0 for row in r.rows) for r in cell]
-            rows.append([f"{ratio:g}", fmt(*mean_std(rejected)[:2], digits=1), fmt(*mean_std(with_mal)[:2], digits=1),
-                         f"{cell[0].rounds if cell else 0}"])
-        lines += ["Rejected rounds per run against rounds that had at least one malicious proposer "
-                  "(mean ± std over seeds):", "",
-                  _md_table(["ratio", "rejected rounds", "rounds with a malicious proposer", "rounds"], rows), ""]
-
+    lines += decisions_section(sweep)
     lines += variant_section(sweep, figures, out)
 
-    survival = plot_survival(sweep, figures / f"{task}-survival.png")
     lines += ["### Survival against the slash size", ""]
-    if survival:
-        by_stake = sweep.survival_runs()
+    for method in sweep.protocol_methods:
+        suffix = "" if method == "protocol" else f"-{method}"
+        survival = plot_survival(sweep, figures / f"{task}-survival{suffix}.png", method)
+        if not survival:
+            lines += [f"No survival runs of `{method}` in this results folder.", ""]
+            continue
+        by_stake = sweep.survival_runs(method)
         rows = []
         for stake, runs in by_stake.items():
             h, m = mean_std([mean_survival(r, "honest") for r in runs]), mean_std([mean_survival(r, "malicious") for r in runs])
             hr = np.mean([len(removal_rounds(r, "honest")[0]) / max(1, r.summary.get("honest_clients") or 1) for r in runs])
             mr = np.mean([len(removal_rounds(r, "malicious")[0]) / max(1, r.summary.get("malicious_clients") or 1) for r in runs])
             rows.append([f"{stake:g}", f"{fmt(h[0], h[1], 1)}", f"{hr:.0%}", f"{fmt(m[0], m[1], 1)}", f"{mr:.0%}", h[2]])
-        ratio = next(iter(by_stake.values()))[0].ratio
-        lines += [f"Protocol runs at malicious ratio {ratio:g} with different proposer stakes (the amount a "
-                  f"rejected proposer loses). Mean rounds until removal (a client never removed counts as "
-                  f"surviving to the last round) and the share removed by the end:", "",
+        first = next(iter(by_stake.values()))[0]
+        lines += [f"**{METHOD_NAMES[method]}**: runs at malicious ratio {first.ratio:g}, {first.rounds} rounds, with "
+                  f"different proposer stakes (the amount a rejected proposer loses). Mean rounds until removal (a "
+                  f"client never removed counts as surviving to the last round) and the share removed by the end:", "",
                   _md_table(["proposer stake", "honest: rounds", "honest removed", "malicious: rounds",
                              "malicious removed", "seeds"], rows), "",
-                  f"![Survival]({rel(survival)})", ""]
-    else:
-        lines += ["No survival runs in this results folder.", ""]
+                  f"![Survival {method}]({rel(survival)})", ""]
 
-    voters = plot_voters(sweep, figures / f"{task}-voters.png")
     lines += ["### Malicious voters (honest proposers only)", ""]
-    if voters:
-        held, vlines = claim_c(sweep)
-        lines += [f"Malicious clients vote against their own validation; proposals are honest. "
-                  f"Voter stake {sweep.voter_runs()[0].config['voter_stake']:g}.", ""]
-        lines += [f"- {line}" for line in vlines] + ["", f"![Malicious voters]({rel(voters)})", ""]
-    else:
-        lines += ["No malicious-voter runs in this results folder.", ""]
+    for method in sweep.protocol_methods:
+        suffix = "" if method == "protocol" else f"-{method}"
+        voters = plot_voters(sweep, figures / f"{task}-voters{suffix}.png", method)
+        if not voters:
+            lines += [f"No malicious-voter runs of `{method}` in this results folder.", ""]
+            continue
+        held, vlines = claim_c(sweep, method)
+        lines += [f"**{METHOD_NAMES[method]}**: malicious clients vote against their own validation; proposals "
+                  f"are honest. Voter stake {sweep.voter_runs(method)[0].config['voter_stake']:g}.", ""]
+        lines += [f"- {line}" for line in vlines] + ["", f"![Malicious voters {method}]({rel(voters)})", ""]
 
-    lines += ["### Cost", ""] + cost_section(sweep) + [""]
-    cost = plot_cost(sweep, figures / f"{task}-cost.png")
-    if cost:
-        lines += [f"![Cost per round]({rel(cost)})", ""]
+    lines += ["### Cost", ""]
+    for method in sweep.protocol_methods or ["protocol"]:
+        lines += cost_section(sweep, method) + [""]
+        suffix = "" if method == "protocol" else f"-{method}"
+        cost = plot_cost(sweep, figures / f"{task}-cost{suffix}.png", method)
+        if cost:
+            lines += [f"![Cost per round {method}]({rel(cost)})", ""]
 
     lines += ["### The paper's claims, checked", ""]
-    for metric in ("test_accuracy", headline) if headline != "test_accuracy" else ("test_accuracy",):
-        held, alines = claim_a(sweep, metric)
-        lines += [f"**(a) With the protocol, FedAvg stays within 1 point of FedAvg without attackers at every "
-                  f"ratio up to 0.4, while FedAvg with attackers falls behind** (test {METRIC_NAMES[metric]}, "
-                  f"last {window} rounds): {_verdict(held)}.", ""] + [f"- {a}" for a in alines] + [""]
-    held, blines = claim_b(sweep)
-    lines += ["**(b) Malicious proposers end below the stake and are removed, while honest ones gain** "
-              f"(the last round of the protocol runs): {_verdict(held)}.", ""] + [f"- {b}" for b in blines] + [""]
-    held, clines = claim_c(sweep)
-    lines += ["**(c) Dishonest voters are removed within a bounded number of rounds**: "
-              f"{_verdict(held)}.", ""] + [f"- {c}" for c in clines] + [""]
+    for method in sweep.protocol_methods or ["protocol"]:
+        if len(sweep.protocol_methods) > 1:
+            lines += [f"#### {METHOD_NAMES[method]} (`{method}`)", ""]
+        for metric in ("test_accuracy", headline) if headline != "test_accuracy" else ("test_accuracy",):
+            held, alines = claim_a(sweep, metric, method)
+            lines += [f"**(a) With the protocol, FedAvg stays within 1 point of FedAvg without attackers at every "
+                      f"ratio up to 0.4, while FedAvg with attackers falls behind** (test {METRIC_NAMES[metric]}, "
+                      f"last {window} rounds): {_verdict(held)}.", ""] + [f"- {a}" for a in alines] + [""]
+        held, blines = claim_b(sweep, method)
+        lines += ["**(b) Malicious proposers end below the stake and are removed, while honest ones gain** "
+                  f"(the last round of the protocol runs): {_verdict(held)}.", ""] + [f"- {b}" for b in blines] + [""]
+        held, clines = claim_c(sweep, method)
+        lines += ["**(c) Dishonest voters are removed within a bounded number of rounds**: "
+                  f"{_verdict(held)}.", ""] + [f"- {c}" for c in clines] + [""]
     lines += saturation_notes(sweep)
     return lines
 
@@ -349,7 +402,7 @@ def saturation_notes(sweep: Sweep) -> list[str]:
         return []
     constant = [row for row in rows if abs(_float(row["test_balanced_accuracy"]) - 0.5) < 1e-9]
     accuracies = sorted({round(_float(row["test_accuracy"]), 4) for row in constant})
-    protocol = [row for r in sweep.main if r.method == "protocol" for row in r.rows]
+    protocol = [row for r in sweep.main if r.method in sweep.protocol_methods for row in r.rows]
     lines = ["### Reading these numbers", ""]
     if sweep.main[0].task == "lending":  # the one-class floor below is the binary task's
         lines.append(
@@ -458,7 +511,13 @@ def write_report(folders: Sequence[Path], out: Path, preamble: str | None = None
         "one round = the local epochs over a random proposer-fraction share of the pooled rows, i.e. as many "
         "samples as a FedAvg round's proposers train on), **FedAvg w/o mal** (no attackers), "
         "**FedAvg w/ mal** (malicious proposers, no protocol: every aggregate is accepted), **FedAvg w/ block** "
-        "(the stake protocol on the embedded chain). The three FedAvg methods draw proposers the same way "
+        "(the stake protocol on a chain), in protocol v2 (per-proposal bitmask ballots, issue 11) under two review "
+        "rules side by side: **paper's rule** (`protocol-aggregate`, `--review aggregate`: every voter judges the "
+        "round's aggregate and casts a uniform ballot, the paper's Algorithm 2) and **per-proposal review** "
+        "(`protocol-cosine`, `--review cosine`, the default: each proposal judged on its own, docs/REVIEW_STUDY.md). "
+        "Columns named `protocol` (v1, stale) are runs of the v1 contracts and proposer draw, kept only where no "
+        "v2 run exists yet (image tasks); `n=` in a cell is its number of seeds. "
+        "The three FedAvg methods draw proposers the same way "
         "(the same fraction of the active clients), start from the same model and train with the same code "
         "and the same malicious behaviour; only the protocol differs.",
         "",

@@ -15,7 +15,8 @@ from fl.experiments.runs import (  # noqa: E402
     METHOD_NAMES, METRIC_NAMES, Run, Sweep, mean_std, mean_survival, stack,
 )
 
-METHOD_COLORS = {"fedavg-attack": "tab:red", "protocol": "tab:blue", "fedavg-clean": "tab:green", "oracle": "black"}
+METHOD_COLORS = {"fedavg-attack": "tab:red", "protocol": "tab:blue", "fedavg-clean": "tab:green", "oracle": "black",
+                 "protocol-aggregate": "tab:orange", "protocol-cosine": "tab:blue"}
 
 
 def _save(fig, path: Path) -> Path:
@@ -57,11 +58,11 @@ def plot_learning_curves(sweep: Sweep, metric: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_proposer_tokens(sweep: Sweep, path: Path) -> Path:
+def plot_proposer_tokens(sweep: Sweep, path: Path, method: str = "protocol") -> Path:
     fig, axes = _axes_row(len(sweep.ratios))
     stake = initial = None
     for ax, ratio in zip(axes, sweep.ratios):
-        runs = sweep.cell("protocol", ratio)
+        runs = sweep.cell(method, ratio)
         if not runs:
             continue
         stake, initial = runs[0].config["proposer_stake"], runs[0].config["stake"]
@@ -74,15 +75,15 @@ def plot_proposer_tokens(sweep: Sweep, path: Path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("mean tokens")
     axes[-1].legend(fontsize=7)
-    fig.suptitle(f"{sweep.task}: tokens of clients that have proposed (protocol; mean ± std over seeds)", fontsize=10)
+    fig.suptitle(f"{sweep.task}: tokens of clients that have proposed ({method}; mean ± std over seeds)", fontsize=10)
     return _save(fig, path)
 
 
-def plot_decisions(sweep: Sweep, path: Path) -> Path:
+def plot_decisions(sweep: Sweep, path: Path, method: str = "protocol") -> Path:
     n = len(sweep.ratios)
     fig, axes = plt.subplots(2, n, figsize=(3.6 * n + 0.4, 5.2), squeeze=False)
     for col, ratio in enumerate(sweep.ratios):
-        runs = sorted(sweep.cell("protocol", ratio), key=lambda r: r.seed)
+        runs = sorted(sweep.cell(method, ratio), key=lambda r: r.seed)
         top, bottom = axes[0][col], axes[1][col]
         if not runs:
             continue
@@ -103,12 +104,12 @@ def plot_decisions(sweep: Sweep, path: Path) -> Path:
         bottom.set(xlabel="round", ylabel="cumulative rounds")
         bottom.grid(alpha=0.3)
     axes[1][-1].legend(fontsize=7)
-    fig.suptitle(f"{sweep.task}: protocol decisions per round (top) and cumulative (bottom, mean ± std)", fontsize=10)
+    fig.suptitle(f"{sweep.task}: {method} decisions per round (top) and cumulative (bottom, mean ± std)", fontsize=10)
     return _save(fig, path)
 
 
-def plot_survival(sweep: Sweep, path: Path) -> Path | None:
-    by_stake = sweep.survival_runs()
+def plot_survival(sweep: Sweep, path: Path, method: str = "protocol") -> Path | None:
+    by_stake = sweep.survival_runs(method)
     if not by_stake:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.5))
@@ -118,7 +119,7 @@ def plot_survival(sweep: Sweep, path: Path) -> Path | None:
         left.errorbar(stakes, [m for m, _, _ in stats], yerr=[s for _, s, _ in stats], marker="o", color=color,
                       capsize=3, label=f"{kind} clients")
     left.set(xlabel="proposer stake (slash size, tokens)", ylabel="mean rounds until removal",
-             title="Survival vs slash size (survivors count at the last round)", xticks=stakes)
+             title=f"{method}: survival vs slash size (survivors count at the last round)", xticks=stakes)
     left.title.set_fontsize(9)
     left.legend(fontsize=8)
     left.grid(alpha=0.3)
@@ -139,8 +140,8 @@ def plot_survival(sweep: Sweep, path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def plot_voters(sweep: Sweep, path: Path) -> Path | None:
-    runs = sweep.voter_runs()
+def plot_voters(sweep: Sweep, path: Path, method: str = "protocol") -> Path | None:
+    runs = sweep.voter_runs(method)
     if not runs:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.5))
@@ -156,7 +157,7 @@ def plot_voters(sweep: Sweep, path: Path) -> Path | None:
     right.set(xlabel="round", ylabel="active malicious voters", title="Malicious voters still in the system")
     right.legend(fontsize=8)
     right.grid(alpha=0.3)
-    fig.suptitle(f"{sweep.task}: malicious voters only (honest proposals), ratio {runs[0].ratio:g}", fontsize=10)
+    fig.suptitle(f"{sweep.task}: {method}, malicious voters only (honest proposals), ratio {runs[0].ratio:g}", fontsize=10)
     return _save(fig, path)
 
 
@@ -193,8 +194,8 @@ def plot_variant(sweep: Sweep, runs: list[Run], path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_cost(sweep: Sweep, path: Path) -> Path | None:
-    runs = [r for r in sweep.main if r.method == "protocol" and r.onchain]
+def plot_cost(sweep: Sweep, path: Path, method: str = "protocol") -> Path | None:
+    runs = [r for r in sweep.main if r.method == method and r.onchain]
     if not runs:
         return None
     fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 3.3))

@@ -15,17 +15,21 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from fl.experiments.sweep import EXPERIMENT_FILE, MAIN_METHODS, ONCHAIN_FILE
+from fl.experiments.sweep import EXPERIMENT_FILE, MAIN_METHODS, ONCHAIN_FILE, PROTOCOL_MAIN, REVIEW_METHODS
 
 LAST_ROUNDS = 50  # the paper's "mean accuracy of the last 50 epochs"
 METRICS = ("test_accuracy", "test_balanced_accuracy", "test_auroc")
 METRIC_NAMES = {"test_accuracy": "accuracy", "test_balanced_accuracy": "balanced accuracy", "test_auroc": "AUROC"}
 METHOD_NAMES = {
     "fedavg-attack": "FedAvg w/ mal",
-    "protocol": "FedAvg w/ block (protocol)",
+    "protocol": "FedAvg w/ block (protocol v1, stale)",
     "fedavg-clean": "FedAvg w/o mal",
     "oracle": "Oracle",
+    "protocol-aggregate": "FedAvg w/ block, paper's rule (aggregate)",
+    "protocol-cosine": "FedAvg w/ block, per-proposal review (cosine)",
 }
+# table order: the paper's, with each review rule's protocol after the legacy protocol column
+TABLE_METHODS = ("fedavg-attack", *PROTOCOL_MAIN, "fedavg-clean", "oracle")
 
 
 @dataclass
@@ -118,8 +122,13 @@ class Sweep:
         self.runs = runs
         self.task = runs[0].task
         main = [r for r in runs if r.group == "main"]
-        self.ratios = sorted({r.ratio for r in main if r.method in ("fedavg-attack", "protocol")})
-        self.methods = [m for m in MAIN_METHODS if any(r.method == m for r in main)]
+        self.ratios = sorted({r.ratio for r in main if r.method in ("fedavg-attack", *PROTOCOL_MAIN)})
+        present = {r.method for r in main}
+        if present & set(REVIEW_METHODS):  # both review rules side by side, a rule without runs as n/a
+            present |= set(REVIEW_METHODS)
+        self.methods = [m for m in TABLE_METHODS if m in present]
+        # the protocol methods of the main comparison (one per review rule, or the legacy "protocol")
+        self.protocol_methods = [m for m in self.methods if m in PROTOCOL_MAIN]
         self.main = main
 
     def cell(self, method: str, ratio: float) -> list[Run]:
@@ -139,9 +148,9 @@ class Sweep:
     def seeds(self, method: str = "protocol") -> list[int]:
         return sorted({r.seed for r in self.main if r.method == method})
 
-    def survival_runs(self) -> dict[float, list[Run]]:
-        """Proposer stake -> protocol runs at the survival ratio (survival group + main at that ratio)."""
-        survival = [r for r in self.runs if r.group == "survival"]
+    def survival_runs(self, method: str = "protocol") -> dict[float, list[Run]]:
+        """Proposer stake -> `method`'s runs at the survival ratio (survival group + main at that ratio)."""
+        survival = [r for r in self.runs if r.group == "survival" and r.method.startswith(f"{method}-pstake")]
         if not survival:
             return {}
         ratio = survival[0].ratio
@@ -150,15 +159,15 @@ class Sweep:
         for run in survival:
             by_stake[float(run.config["proposer_stake"])].append(run)
         for run in self.main:
-            if run.method == "protocol" and abs(run.ratio - ratio) < 1e-9 and run.seed in seeds:
+            if run.method == method and abs(run.ratio - ratio) < 1e-9 and run.seed in seeds:
                 by_stake[float(run.config["proposer_stake"])].append(run)
         # compare like with like: every run cut to the shortest one's rounds (a run's first n
         # rounds are exactly an n-round run of the same seed: nothing depends on the total)
         shortest = min(r.rounds for runs in by_stake.values() for r in runs)
         return {stake: [replace(r, rows=r.rows[:shortest]) for r in runs] for stake, runs in sorted(by_stake.items())}
 
-    def voter_runs(self) -> list[Run]:
-        return [r for r in self.runs if r.group == "voters"]
+    def voter_runs(self, method: str = "protocol") -> list[Run]:
+        return [r for r in self.runs if r.group == "voters" and r.method == f"{method}-voters"]
 
 
 def removal_rounds(run: Run, kind: str) -> tuple[list[int], int]:

@@ -5,6 +5,9 @@ A sweep is a list of ``RunSpec``s, each one folder ``<results>/<method>/ratio-<r
 - ``oracle`` and ``fedavg-clean`` (no attackers) once per seed, filed under ratio 0.0 and
   compared at every ratio;
 - ``fedavg-attack`` and ``protocol`` per (malicious ratio, seed);
+- ``protocol-aggregate`` / ``protocol-cosine``: the protocol with the voters' review rule fixed
+  (``--review aggregate``, the paper's rule; ``--review cosine``, per-proposal review), per
+  (ratio, seed); their survival and voter runs are ``<method>-pstake<x>`` / ``<method>-voters``;
 - ``protocol-pstake<x>``: the protocol at the survival ratio with another proposer stake
   (the slash size), for the survival analysis; the main ``protocol`` runs give the default
   stake's point;
@@ -48,6 +51,9 @@ _PLOT_LOCK = threading.Lock()  # matplotlib's pyplot is not thread-safe; baselin
 
 BASELINE_METHODS = ("oracle", "fedavg-clean", "fedavg-attack")
 MAIN_METHODS = ("fedavg-attack", "protocol", "fedavg-clean", "oracle")  # the paper's table order
+# The protocol under each voters' review rule (issue 11): the paper's rule and the per-proposal default.
+REVIEW_METHODS = {"protocol-aggregate": "aggregate", "protocol-cosine": "cosine"}
+PROTOCOL_MAIN = ("protocol", *REVIEW_METHODS)  # protocol methods of the main comparison
 RATIO_FREE = ("oracle", "fedavg-clean")  # no attackers: one run per seed, filed under ratio 0
 
 # The ABI size of each protocol call's arguments (32-byte words) and of each event's
@@ -104,9 +110,10 @@ def plan_sweep(
     `variant_ratio` with the voters scoring `score` instead of `base.score`, same rounds.
     """
     methods = list(methods)
-    unknown = set(methods) - set(MAIN_METHODS) - {"extras"}
+    unknown = set(methods) - set(MAIN_METHODS) - set(REVIEW_METHODS) - {"extras"}
     if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}; choose from {', '.join(MAIN_METHODS)}, extras")
+        raise ValueError(f"unknown methods {sorted(unknown)}; choose from "
+                         f"{', '.join([*MAIN_METHODS, *REVIEW_METHODS])}, extras")
     ratios, extra_seeds = list(ratios), set(extra_seeds)
     specs: list[RunSpec] = []
     for seed in seeds:
@@ -114,19 +121,25 @@ def plan_sweep(
         for method in ("oracle", "fedavg-clean"):
             if method in methods:
                 specs.append(RunSpec(method, "main", replace(base, malicious_ratio=0.0, seed=seed)))
-        for method in ("fedavg-attack", "protocol"):
-            if method in methods:
-                for ratio in ratios:
-                    specs.append(RunSpec(method, "main", replace(base, malicious_ratio=ratio, seed=seed)))
-        if seed in extra_seeds and ("protocol" in methods or "extras" in methods):
-            extra = replace(base, rounds=extra_rounds or base.rounds)
-            if voter_ratio > 0:
-                config = replace(extra, malicious_ratio=voter_ratio, seed=seed, malicious_roles="voter")
-                specs.append(RunSpec("protocol-voters", "voters", config))
-            for stake in survival_stakes:
-                if stake != base.proposer_stake:
-                    config = replace(extra, malicious_ratio=survival_ratio, seed=seed, proposer_stake=stake)
-                    specs.append(RunSpec(f"protocol-pstake{stake:g}", "survival", config))
+        if "fedavg-attack" in methods:
+            for ratio in ratios:
+                specs.append(RunSpec("fedavg-attack", "main", replace(base, malicious_ratio=ratio, seed=seed)))
+        # each protocol method: (its name, its base config); protocol-<rule> fixes the review rule
+        protocols = [(m, base if m == "protocol" else replace(base, review=REVIEW_METHODS[m]))
+                     for m in PROTOCOL_MAIN if m in methods]
+        for ratio in ratios:
+            for method, config in protocols:
+                specs.append(RunSpec(method, "main", replace(config, malicious_ratio=ratio, seed=seed)))
+        if seed in extra_seeds and (protocols or "extras" in methods):
+            for method, config in protocols or [("protocol", base)]:
+                extra = replace(config, rounds=extra_rounds or base.rounds)
+                if voter_ratio > 0:
+                    voters = replace(extra, malicious_ratio=voter_ratio, seed=seed, malicious_roles="voter")
+                    specs.append(RunSpec(f"{method}-voters", "voters", voters))
+                for stake in survival_stakes:
+                    if stake != base.proposer_stake or method != "protocol":
+                        survival = replace(extra, malicious_ratio=survival_ratio, seed=seed, proposer_stake=stake)
+                        specs.append(RunSpec(f"{method}-pstake{stake:g}", "survival", survival))
             for score in variant_scores:
                 if score != base.score:
                     config = replace(base, malicious_ratio=variant_ratio, seed=seed, score=score)

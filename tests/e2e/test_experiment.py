@@ -112,7 +112,7 @@ def test_report__writes_results_figures_and_tables(report):
         assert f"(figures/{name})" in text
     assert "## Task `lending`" in text and "Table 3" in text
     assert "| method | ratio 0.1 | ratio 0.3 |" in text
-    for method in ("FedAvg w/ mal", "FedAvg w/ block (protocol)", "FedAvg w/o mal", "Oracle"):
+    for method in ("FedAvg w/ mal", "FedAvg w/ block (protocol v1, stale)", "FedAvg w/o mal", "Oracle"):
         assert f"| {method} |" in text
     for claim in ("**(a)", "**(b)", "**(c)"):
         assert claim in text
