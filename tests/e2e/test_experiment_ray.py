@@ -36,7 +36,8 @@ signal.signal(signal.SIGTERM, lambda *_: (ray.shutdown(), sys.exit(0)))
 sys.stdin.read()  # until the test closes it
 ray.shutdown()
 """
-WALL_TIME_FIELDS = {"wall_seconds", "seconds"}
+# progress.json's "ends" are byte offsets into metrics.csv, whose "seconds" column is wall time
+WALL_TIME_FIELDS = {"wall_seconds", "seconds", "ends"}
 
 
 def _ape(*args, python_flags=(), timeout=300):
