@@ -8,9 +8,11 @@ processes are exercised by tests/e2e/test_decentralised.py.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import uuid
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -465,10 +467,20 @@ def test_deployments__round_trip_and_missing_network(tmp_path):
         deployments.load(path, "ethereum:sepolia:node")
 
 
+def client_script():
+    """scripts/client.py as a module, loaded by path: `scripts` is not a package on sys.path."""
+    path = Path(__file__).resolve().parents[2] / "scripts" / "client.py"
+    spec = importlib.util.spec_from_file_location("stakefl_client_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 # ---------------------------------------------------------------------- ballots
 def test_review_rules__the_names_and_default_of_ape_run_simulate():
     from fl.defences.voter_review import DEFAULT_RULE, RULES
-    from scripts.client import cli
+
+    cli = client_script().cli
 
     option = next(p for p in cli.params if p.name == "review")
 
@@ -719,7 +731,7 @@ def test_stop_on_signals__sigterm_then_sigint__stop_after_the_step_then_at_once(
     import sys
     import time
 
-    from scripts.client import _stop_on_signals
+    _stop_on_signals = client_script()._stop_on_signals
 
     saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
