@@ -29,9 +29,8 @@ from typing import Callable, Sequence, Union
 from eth_abi import encode
 from eth_utils import keccak, to_checksum_address
 
-from fl.protocol.params import ProtocolParams
+from fl.protocol.params import TOKEN, ProtocolParams
 
-TOKEN = 10**18
 CLIENT_STAKE = 64 * TOKEN
 BLOCK_GAS_LIMIT = 30_000_000
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import logging
 import os
 import random
-import secrets
 import time
 from typing import Callable
 
@@ -47,11 +46,11 @@ from fl.learning.data import ClientData, Split
 from fl.learning.model import evaluate, init_model, load_state, score, state_of, train_local
 from fl.learning.store import StoreError, UpdateStore, hash_state
 from fl.participant.state import ClientConfig, ClientState, ParticipantError
-from fl.protocol.votes import Role, RoundState, commitment_for, mask_from_verdicts, verdicts_from_mask
+from fl.protocol.params import TOKEN
+from fl.protocol.votes import Role, RoundState, commitment_for, mask_from_verdicts, new_salt, verdicts_from_mask
 from fl.simulation.rounds import derived_seed
 
 log = logging.getLogger("stakefl.client")
-TOKEN_UNITS = 10**18
 
 
 # ---------------------------------------------------------------------- pure helpers
@@ -146,7 +145,7 @@ class Participant:
         if info["stake"] > 0:
             log.info("already staked: %s tokens (%s locked)", _tokens(info["stake"]), _tokens(info["locked"]))
             return
-        amount = round(self.config.stake * TOKEN_UNITS)
+        amount = round(self.config.stake * TOKEN)
         balance = self.ledger.token_balance()
         if balance < amount:
             if not self.config.mint:
@@ -293,7 +292,7 @@ class Participant:
         if ballot is None:
             proposals = self.ledger.proposals(round_id)
             verdicts, parent_hash = self.decide(round_id, proposals)
-            accept_mask, salt = mask_from_verdicts(verdicts), secrets.token_bytes(32)
+            accept_mask, salt = mask_from_verdicts(verdicts), new_salt()
             # the ballot is on disk before the commit is sent: a restart can always reveal
             self.state.save_ballot(round_id, accept_mask, parent_hash, salt, [p.update_hash for p in proposals])
         else:  # decided before a restart: commit the very same ballot
@@ -539,7 +538,7 @@ def _ballot_text(verdicts: list[bool]) -> str:
 
 
 def _tokens(units: int) -> str:
-    return f"{units / TOKEN_UNITS:g}"
+    return f"{units / TOKEN:g}"
 
 
 def _short(exc: BaseException) -> str:

@@ -37,11 +37,11 @@ from fl.learning.data import ClientData, FederatedData, load_lending_club, make_
 from fl.learning.model import evaluate, init_model, load_state, score
 from fl.learning.store import StoreError, UpdateStore, hash_state
 from fl.learning.tasks import task_of
+from fl.protocol.params import TOKEN
 from fl.protocol.votes import Ballot, mask_from_verdicts
 
 ZERO_HASH = bytes(32)
 TASKS = ("lending", "fmnist", "chestxray")
-TOKEN_UNITS = 10**18  # the stake token's decimals
 
 
 @dataclass
@@ -298,7 +298,7 @@ def run_protocol(
     run = RunState(
         global_state=initial,
         global_hash=store.put_state(initial),
-        tokens={c.address: round(config.stake * TOKEN_UNITS) for c in clients},
+        tokens={c.address: round(config.stake * TOKEN) for c in clients},
         active={c.address: True for c in clients},
     )
     by_address = {c.address: c for c in clients}
@@ -459,7 +459,7 @@ def adopt_accepted(run: RunState, config, states, proposals, accepted: list[bool
 def _mean(units) -> float:
     """Mean of stakes given in token units, in whole tokens."""
     units = list(units)
-    return sum(units) / len(units) / TOKEN_UNITS if units else float("nan")
+    return sum(units) / len(units) / TOKEN if units else float("nan")
 
 
 def summarise_round(r, settlement, opening, clients, run: RunState, metrics, gas, started) -> RoundRecord:
