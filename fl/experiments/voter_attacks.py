@@ -145,6 +145,7 @@ class BlocRound:
     bloc_revealed: int
     poisoned: int  # proposals of bloc members
     poisoned_accepted: int
+    poisoned_accepted_against_honest: int  # ... that the honest revealed voters' own majority rejected
     honest_proposals: int
     honest_rejected: int
     flipped: int  # proposals whose decision differs from the honest revealed voters' own majority
@@ -186,6 +187,8 @@ def bloc_round(round_: Mapping, bloc: frozenset[int]) -> BlocRound:
     return BlocRound(
         round=round_["round"], revealed=revealed, bloc_revealed=sum(v in bloc for v in ballots),
         poisoned=len(poisoned), poisoned_accepted=sum(p[1] for p in poisoned),
+        poisoned_accepted_against_honest=sum(round_["proposals"][i][1] and round_["proposals"][i][0] in bloc
+                                             for i in flipped_indices),
         honest_proposals=len(honest), honest_rejected=sum(1 - p[1] for p in honest),
         flipped=len(flipped_indices), honest_voters_slashed=len(honest_slashed),
         honest_voters_slashed_on_flipped=len(on_flipped),
@@ -284,6 +287,7 @@ def summarise_bloc_run(condensed: Mapping, participants: Sequence[Mapping]) -> d
         "rounds_bloc_majority": [x.round for x in rows if x.bloc_majority],
         "poisoned_proposals": split("poisoned"),
         "poisoned_accepted": split("poisoned_accepted"),
+        "poisoned_accepted_against_honest": split("poisoned_accepted_against_honest"),
         "honest_proposals": split("honest_proposals"),
         "honest_rejected": split("honest_rejected"),
         "flipped_proposals": split("flipped"),
@@ -451,7 +455,7 @@ def render_summary(runs: Sequence[Mapping]) -> str:
             "",
         ]
         header = ["review", "ratio", "seed", "rounds bloc active", "bloc share of revealed voters (mean / max)", "rounds bloc >= half (> half)",
-                  "poison accepted (< half / >= half)", "poisoned proposals", "honest rejected (< half / >= half)",
+                  "poison accepted (< half / >= half)", "of which the honest majority rejected", "poisoned proposals", "honest rejected (< half / >= half)",
                   "flipped proposals", "honest voters slashed on flipped", "bloc removed (last round)",
                   "AUROC last 50", "FedAvg w/o mal"]
         rows = []
@@ -461,7 +465,7 @@ def render_summary(runs: Sequence[Mapping]) -> str:
                 r["review"], f"{r['ratio']}", str(r["seed"]), str(r["rounds_bloc_active"]),
                 f"{_f(r['bloc_share_mean'])} / {_f(r['bloc_share_max'])}",
                 f"{len(r['rounds_bloc_half_or_more'])} ({len(r['rounds_bloc_majority'])})",
-                _split(r["poisoned_accepted"]), str(total_poison), _split(r["honest_rejected"]),
+                _split(r["poisoned_accepted"]), _split(r["poisoned_accepted_against_honest"]), str(total_poison), _split(r["honest_rejected"]),
                 _split(r["flipped_proposals"]), _split(r["honest_voters_slashed_on_flipped"]),
                 f"{r['bloc_removed']} of {r['bloc_size']} ({r['bloc_removal_rounds'][-1] if r['bloc_removal_rounds'] else '-'})",
                 _f(r["auroc_last50"]), _f(r["fedavg_clean_auroc_last50"]),

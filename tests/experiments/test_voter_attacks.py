@@ -53,7 +53,7 @@ def test_bloc_round__bloc_majority_accepts_poison_rejects_honest_and_slashes_hon
     assert (b.revealed, b.bloc_revealed, b.bloc_share) == (5, 3, 0.6)
     assert b.bloc_holds_half and b.bloc_majority
     assert (b.poisoned, b.poisoned_accepted, b.honest_proposals, b.honest_rejected) == (1, 1, 1, 1)
-    assert b.flipped == 2
+    assert b.flipped == 2 and b.poisoned_accepted_against_honest == 1
     assert (b.honest_voters_slashed, b.honest_voters_slashed_on_flipped, b.honest_voter_slash_units) == (2, 2, 2 * S)
 
 
@@ -64,8 +64,15 @@ def test_bloc_round__minority_bloc_changes_nothing_an_honest_split_voter_is_not_
                settled=[(4, va.VOTER, S // 2, 0), (6, va.VOTER, S, 0), (7, va.VOTER, S, 0)])
     b = va.bloc_round(r, bloc)
     assert not b.bloc_holds_half and not b.bloc_majority
-    assert (b.poisoned_accepted, b.honest_rejected, b.flipped) == (0, 0, 0)
+    assert (b.poisoned_accepted, b.honest_rejected, b.flipped, b.poisoned_accepted_against_honest) == (0, 0, 0, 0)
     assert (b.honest_voters_slashed, b.honest_voters_slashed_on_flipped, b.honest_voter_slash_units) == (1, 0, S // 2)
+
+
+def test_bloc_round__poison_the_honest_majority_accepts_too_is_not_blamed_on_the_bloc():
+    # the paper's rule: honest voters cast one verdict for all proposals, here accept-all
+    r = round_(1, [(0, 1, 3), (7, 1, 3)], {1: 0b11, 2: 0b11, 7: 0b10})
+    b = va.bloc_round(r, frozenset({7}))
+    assert (b.poisoned_accepted, b.poisoned_accepted_against_honest, b.flipped) == (1, 0, 0)
 
 
 def test_bloc_round__exactly_half_blocks_an_honest_proposal_by_a_tie_but_cannot_accept_poison():
@@ -213,6 +220,7 @@ def test_render__poison_accepted_below_half__target_not_met():
            "rounds": 100, "rounds_requested": 100, "rounds_bloc_active": 20, "bloc_share_mean": 0.3,
            "bloc_share_max": 0.4, "rounds_bloc_half_or_more": [], "rounds_bloc_majority": [],
            "poisoned_accepted": {"below_half": 2, "half_or_more": 0},
+           "poisoned_accepted_against_honest": {"below_half": 2, "half_or_more": 0},
            "poisoned_proposals": {"below_half": 10, "half_or_more": 0},
            "honest_rejected": {"below_half": 0, "half_or_more": 0}, "flipped_proposals": {"below_half": 2, "half_or_more": 0},
            "honest_voters_slashed_on_flipped": {"below_half": 3, "half_or_more": 0},
