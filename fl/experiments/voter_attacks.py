@@ -322,6 +322,7 @@ def summarise_lazy_run(condensed: Mapping, participants: Sequence[Mapping]) -> d
         "voter_slash_tokens": sum(c.slashed for c in checks) / TOKEN,
         "voter_reward_tokens": sum(c.rewarded for c in checks) / TOKEN,
         "disagreed_net_tokens": sum(c.rewarded - c.slashed for c in disagreeing) / TOKEN,
+        "disagreed_net_negative": sum(c.rewarded < c.slashed for c in disagreeing),  # lost stake that round
         "agreed_net_tokens": sum(c.rewarded - c.slashed for c in checks if c.disagreed == 0) / TOKEN,
         "lazy_removed": len(removed),
         "lazy_removal_rounds": sorted(removed.values()),
@@ -480,6 +481,17 @@ def render_summary(runs: Sequence[Mapping]) -> str:
             f"({'met' if below and accepted_below == 0 else 'NOT met' if below else 'not measured'}).",
             "",
         ]
+        for review in sorted({r["review"] for r in bloc} - {"cosine"}):
+            others = [r for r in bloc if r["review"] == review]
+            accepted = sum(r["poisoned_accepted"]["below_half"] for r in others)
+            against = sum(r["poisoned_accepted_against_honest"]["below_half"] for r in others)
+            offered = sum(r["poisoned_proposals"]["below_half"] for r in others)
+            lines += [
+                f"**Review `{review}`, {len(others)} runs:** poisoned proposals accepted while the bloc held less than "
+                f"half: {accepted} of {offered}, of which {against} against the honest voters' own majority (the rest "
+                "the honest voters accepted themselves: a failure of the review rule, not a bloc win).",
+                "",
+            ]
         for r in bloc:
             if not r["rounds_bloc_half_or_more"] and not r["rounds_poison_accepted"]:
                 continue
@@ -513,27 +525,33 @@ def render_summary(runs: Sequence[Mapping]) -> str:
             "",
         ]
         header = ["review", "ratio", "seed", "lazy voter-rounds", "disagreed (m > 0)", "rounds with a disagreement",
-                  "slash == ceil(S*m/P)", "slash > 0 iff m > 0", "voter slashes / rewards (tokens)",
-                  "net when disagreeing / agreeing", "lazy removed (last round)", "mean lazy stake at end",
+                  "slash == ceil(S*m/P)", "slash > 0 iff m > 0", "net loss when m > 0", "voter slashes / rewards (tokens)",
+                  "net when disagreeing / agreeing", "lazy removed (last round)",
+                  "mean lazy stake after rounds 10 / 25 / 50 / 100",
                   "AUROC last 50", "FedAvg w/o mal"]
         rows = [[
             r["review"], f"{r['ratio']}", str(r["seed"]), str(r["lazy_voter_rounds"]), str(r["disagreed"]),
             str(r["rounds_with_disagreement"]), f"{r['slash_matches_formula']} of {r['lazy_voter_rounds']}",
-            f"{r['loses_iff_disagrees']} of {r['lazy_voter_rounds']}",
+            f"{r['loses_iff_disagrees']} of {r['lazy_voter_rounds']}", f"{r['disagreed_net_negative']} of {r['disagreed']}",
             f"{_f(r['voter_slash_tokens'], 2)} / {_f(r['voter_reward_tokens'], 2)}",
             f"{_f(r['disagreed_net_tokens'], 2)} / {_f(r['agreed_net_tokens'], 2)}",
             f"{r['lazy_removed']} of {r['lazy_voters']} ({r['lazy_removal_rounds'][-1] if r['lazy_removal_rounds'] else '-'})",
-            _f(r["mean_stake_final"], 2), _f(r["auroc_last50"]), _f(r["fedavg_clean_auroc_last50"]),
+            " / ".join(_f(r["mean_stake_by_round"][n - 1], 1) if len(r["mean_stake_by_round"]) >= n else "n/a"
+                       for n in (10, 25, 50, 100)),
+            _f(r["auroc_last50"]), _f(r["fedavg_clean_auroc_last50"]),
         ] for r in lazy]
         lines += _table(header, rows) + [""]
         checks = sum(r["lazy_voter_rounds"] for r in lazy)
         iff = sum(r["loses_iff_disagrees"] for r in lazy)
         formula = sum(r["slash_matches_formula"] for r in lazy)
+        disagreed = sum(r["disagreed"] for r in lazy)
+        net_loss = sum(r["disagreed_net_negative"] for r in lazy)
         lines += [
             f"**Target:** a lazy voter lost stake in exactly the voter-rounds it disagreed with the decision in "
             f"{iff} of {checks} (round, lazy voter) pairs, and its slash equalled ceil(S * m / P) in {formula} of "
-            f"{checks} ({'met' if checks and iff == checks and formula == checks else 'NOT met' if checks else 'not measured'}). "
-            "Its voter stake is taken per proposal it gets wrong; on the proposals it gets right it shares the "
+            f"{checks} ({'met' if checks and iff == checks and formula == checks else 'NOT met' if checks else 'not measured'}); "
+            f"counting the rewards of the same round it still lost stake in {net_loss} of the {disagreed} voter-rounds "
+            "it disagreed in. Its voter stake is taken per proposal it gets wrong; on the proposals it gets right it shares the "
             "losers' slashes, so a round's net can still be positive when most proposals are accepted.",
             "",
         ]

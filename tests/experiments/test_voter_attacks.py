@@ -208,6 +208,7 @@ def test_main__condenses_events_and_renders_the_section(tmp_path):
     # voter 6 is lazy here: ballot 0b10 (not all-accept, but the events say so) is wrong on both proposals
     assert lazy["lazy_voter_rounds"] == 1 and lazy["disagreed"] == 1
     assert lazy["slash_matches_formula"] == 1 and lazy["loses_iff_disagrees"] == 1
+    assert lazy["disagreed_net_negative"] == 1 and lazy["mean_stake_by_round"] == [(64 * 3 - 4) / 3]
     text = (results / "voter-attacks" / "summary.md").read_text()
     assert text.startswith("## Voter attacks (issue 12)")
     assert "0 of 1 (met)" in text
@@ -227,8 +228,11 @@ def test_render__poison_accepted_below_half__target_not_met():
            "honest_voter_slash_tokens": {"below_half": 1.0, "half_or_more": 0.0}, "rounds_poison_accepted": [4, 9],
            "bloc_removed": 15, "bloc_size": 15, "bloc_removal_rounds": [20], "auroc_last50": 0.7,
            "fedavg_clean_auroc_last50": 0.75}
-    text = va.render_summary([run])
+    aggregate = {**run, "review": "aggregate", "poisoned_accepted": {"below_half": 5, "half_or_more": 0},
+                 "poisoned_accepted_against_honest": {"below_half": 0, "half_or_more": 0}}
+    text = va.render_summary([aggregate, run])
     assert "2 of 10 (NOT met)" in text
+    assert "**Review `aggregate`, 1 runs:** poisoned proposals accepted while the bloc held less than half: 5 of 10, of which 0" in text
     assert "poison accepted in rounds 4, 9" in text
     assert "--voter-attack colluding_bloc --review cosine --seed 1 --output results/voter-attacks/x" in text
 
