@@ -152,6 +152,7 @@ class BlocRound:
     honest_voters_slashed: int  # honest revealed voters with a voter slash > 0
     honest_voters_slashed_on_flipped: int  # ... of them on the losing side of a flipped proposal
     honest_voter_slash_units: int
+    honest_accept_share_on_poison: float  # largest share of honest revealed voters accepting a poisoned proposal
 
     @property
     def bloc_share(self) -> float:
@@ -173,11 +174,13 @@ def bloc_round(round_: Mapping, bloc: frozenset[int]) -> BlocRound:
     ballots = dict(round_["ballots"])
     revealed = len(ballots)
     honest_ballots = {v: m for v, m in ballots.items() if v not in bloc}
-    flipped_indices = []
-    for i, (_, accepted, _) in enumerate(round_["proposals"]):
+    flipped_indices, poison_shares = [], [0.0]
+    for i, (proposer, accepted, _) in enumerate(round_["proposals"]):
         honest_accepts = sum((m >> i) & 1 for m in honest_ballots.values())
         if bool(accepted) != _majority(honest_accepts, len(honest_ballots)):
             flipped_indices.append(i)
+        if proposer in bloc and honest_ballots:
+            poison_shares.append(honest_accepts / len(honest_ballots))
     slashed = {c: s for c, role, s, _ in round_["settled"] if role == VOTER}
     honest_slashed = [v for v in honest_ballots if slashed.get(v, 0) > 0]
     on_flipped = [v for v in honest_slashed
@@ -193,6 +196,7 @@ def bloc_round(round_: Mapping, bloc: frozenset[int]) -> BlocRound:
         flipped=len(flipped_indices), honest_voters_slashed=len(honest_slashed),
         honest_voters_slashed_on_flipped=len(on_flipped),
         honest_voter_slash_units=sum(slashed.get(v, 0) for v in honest_ballots),
+        honest_accept_share_on_poison=max(poison_shares),
     )
 
 
@@ -295,6 +299,7 @@ def summarise_bloc_run(condensed: Mapping, participants: Sequence[Mapping]) -> d
         "honest_voters_slashed_on_flipped": split("honest_voters_slashed_on_flipped"),
         "honest_voter_slash_tokens": {k: v / TOKEN for k, v in split("honest_voter_slash_units").items()},
         "rounds_poison_accepted": [x.round for x in rows if x.poisoned_accepted],
+        "honest_accept_share_on_poison_max": max((x.honest_accept_share_on_poison for x in rows), default=0.0),
         "bloc_removed": len(removed),
         "bloc_removal_rounds": sorted(removed.values()),
         "per_round": [{**asdict(x), "bloc_share": x.bloc_share} for x in rows if x.bloc_holds_half or x.poisoned_accepted],
@@ -354,7 +359,8 @@ def summarise_folder(folder: Path, results_dir: Path) -> dict:
     """One run folder's summary: its settings, the bloc or lazy numbers, AUROC vs FedAvg w/o mal."""
     from fl.simulation.recorder import read_participants
 
-    config = json.loads((folder / "config.json").read_text())["simulation"]
+    recorded = json.loads((folder / "config.json").read_text())
+    config = recorded["simulation"]
     condensed_path = folder / CONDENSED_FILE
     if not condensed_path.is_file():
         raise FileNotFoundError(f"{folder} has no {CONDENSED_FILE}: run `python -m fl.experiments.voter_attacks` "
@@ -373,6 +379,8 @@ def summarise_folder(folder: Path, results_dir: Path) -> dict:
         "folder": folder.relative_to(results_dir).as_posix() if folder.is_relative_to(results_dir) else str(folder),
         "voter_attack": attack, "review": config["review"], "ratio": config["malicious_ratio"],
         "seed": config["seed"], "clients": config["clients"], "rounds_requested": config["rounds"],
+        "task": config.get("task", "lending"), "network": recorded.get("network"),
+        "malicious_roles": config["malicious_roles"], "attack": config["attack"],
         "auroc_last50": tail_mean(_auroc(_read_metrics(folder / "metrics.csv"))),
         "fedavg_clean_auroc_last50": tail_mean(_auroc(_read_metrics(baseline))) if baseline.is_file() else math.nan,
         **numbers,
@@ -417,7 +425,8 @@ def _table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
 
 
 def _command(run: Mapping) -> str:
-    return (f"ape run simulate --malicious-ratio {run['ratio']} --malicious-roles both --attack label_flip "
+    return (f"ape run simulate --malicious-ratio {run['ratio']} --malicious-roles {run['malicious_roles']} "
+            f"--attack {run['attack']} "
             f"--voter-attack {run['voter_attack']} --review {run['review']} --seed {run['seed']} "
             f"--output results/{run['folder']}")
 
@@ -431,9 +440,13 @@ def render_summary(runs: Sequence[Mapping]) -> str:
     if not runs:
         return "\n".join(lines + ["No voter-attack run recorded yet (results/voter-attacks/).", ""])
     short = [r for r in runs if r["rounds"] < r["rounds_requested"]]
+    def values(key):
+        return "/".join(sorted({str(r.get(key)) for r in runs}))
+
     lines += [
-        "Lending, 50 clients, 100 rounds, anvil; malicious clients attack in both roles: as proposers they "
-        "submit the paper's label-flip update, as voters they run the voter attack. Target: *a colluding "
+        f"Task {values('task')}, {values('clients')} clients, {values('rounds_requested')} rounds, network "
+        f"{values('network')}; malicious clients attack in roles {values('malicious_roles')}: as proposers they "
+        f"submit `{values('attack')}` updates, as voters they run the voter attack. Target: *a colluding "
         "voting bloc below half the voters cannot get a poisoned proposal accepted (at 0.3 and 0.45); a lazy "
         "voter loses stake whenever it disagrees with the majority.* Computed by "
         "`fl/experiments/voter_attacks.py` from each run's ballots and settlements (`voter_attack.json`, "
@@ -457,7 +470,8 @@ def render_summary(runs: Sequence[Mapping]) -> str:
         ]
         header = ["review", "ratio", "seed", "rounds bloc active", "bloc share of revealed voters (mean / max)", "rounds bloc >= half (> half)",
                   "poison accepted (< half / >= half)", "of which the honest majority rejected", "poisoned proposals", "honest rejected (< half / >= half)",
-                  "flipped proposals", "honest voters slashed on flipped", "bloc removed (last round)",
+                  "flipped proposals", "honest voters slashed on flipped", "max honest share accepting a poisoned proposal",
+                  "bloc removed (last round)",
                   "AUROC last 50", "FedAvg w/o mal"]
         rows = []
         for r in bloc:
@@ -468,6 +482,7 @@ def render_summary(runs: Sequence[Mapping]) -> str:
                 f"{len(r['rounds_bloc_half_or_more'])} ({len(r['rounds_bloc_majority'])})",
                 _split(r["poisoned_accepted"]), _split(r["poisoned_accepted_against_honest"]), str(total_poison), _split(r["honest_rejected"]),
                 _split(r["flipped_proposals"]), _split(r["honest_voters_slashed_on_flipped"]),
+                _f(r["honest_accept_share_on_poison_max"], 2),
                 f"{r['bloc_removed']} of {r['bloc_size']} ({r['bloc_removal_rounds'][-1] if r['bloc_removal_rounds'] else '-'})",
                 _f(r["auroc_last50"]), _f(r["fedavg_clean_auroc_last50"]),
             ])
@@ -478,7 +493,11 @@ def render_summary(runs: Sequence[Mapping]) -> str:
         lines += [
             f"**Target, per-proposal review (cosine), {len(below)} runs:** poisoned proposals accepted while the "
             f"bloc held less than half of the revealed voters: {accepted_below} of {offered_below} "
-            f"({'met' if below and accepted_below == 0 else 'NOT met' if below else 'not measured'}).",
+            f"({'met' if below and accepted_below == 0 else 'NOT met' if below else 'not measured'}). "
+            "The strict-majority rule alone does not guarantee this: a bloc of share b wins a proposal as soon as "
+            "the honest voters accepting it exceed (1/2 - b) of the revealed voters, so the target holds because "
+            "honest per-proposal reviews agree (the largest share of honest voters accepting any poisoned proposal "
+            f"in these runs: {_f(max((r['honest_accept_share_on_poison_max'] for r in below), default=math.nan), 2)}).",
             "",
         ]
         for review in sorted({r["review"] for r in bloc} - {"cosine"}):

@@ -54,6 +54,7 @@ def test_bloc_round__bloc_majority_accepts_poison_rejects_honest_and_slashes_hon
     assert b.bloc_holds_half and b.bloc_majority
     assert (b.poisoned, b.poisoned_accepted, b.honest_proposals, b.honest_rejected) == (1, 1, 1, 1)
     assert b.flipped == 2 and b.poisoned_accepted_against_honest == 1
+    assert b.honest_accept_share_on_poison == 0.0
     assert (b.honest_voters_slashed, b.honest_voters_slashed_on_flipped, b.honest_voter_slash_units) == (2, 2, 2 * S)
 
 
@@ -73,6 +74,7 @@ def test_bloc_round__poison_the_honest_majority_accepts_too_is_not_blamed_on_the
     r = round_(1, [(0, 1, 3), (7, 1, 3)], {1: 0b11, 2: 0b11, 7: 0b10})
     b = va.bloc_round(r, frozenset({7}))
     assert (b.poisoned_accepted, b.poisoned_accepted_against_honest, b.flipped) == (1, 0, 0)
+    assert b.honest_accept_share_on_poison == 1.0
 
 
 def test_bloc_round__exactly_half_blocks_an_honest_proposal_by_a_tie_but_cannot_accept_poison():
@@ -176,6 +178,7 @@ def test_condense_events__accepts_that_contradict_the_ballots__error():
 def make_run(folder, voter_attack, seed=0):
     """A one-round run folder as `ape run simulate` writes it (config, participants, events, metrics)."""
     config = {"simulation": {"voter_attack": voter_attack, "review": "cosine", "malicious_ratio": 0.45, "seed": seed,
+                             "malicious_roles": "both", "attack": "label_flip", "task": "lending",
                              "clients": 8, "rounds": 1, "stake": 64.0},
               "protocol": {"voter_stake": 4.0}}
     recorder = RunRecorder(folder, config)
@@ -218,6 +221,7 @@ def test_main__condenses_events_and_renders_the_section(tmp_path):
 
 def test_render__poison_accepted_below_half__target_not_met():
     run = {"voter_attack": "colluding_bloc", "review": "cosine", "ratio": 0.3, "seed": 1, "folder": "voter-attacks/x",
+           "malicious_roles": "both", "attack": "label_flip",
            "rounds": 100, "rounds_requested": 100, "rounds_bloc_active": 20, "bloc_share_mean": 0.3,
            "bloc_share_max": 0.4, "rounds_bloc_half_or_more": [], "rounds_bloc_majority": [],
            "poisoned_accepted": {"below_half": 2, "half_or_more": 0},
@@ -226,15 +230,17 @@ def test_render__poison_accepted_below_half__target_not_met():
            "honest_rejected": {"below_half": 0, "half_or_more": 0}, "flipped_proposals": {"below_half": 2, "half_or_more": 0},
            "honest_voters_slashed_on_flipped": {"below_half": 3, "half_or_more": 0},
            "honest_voter_slash_tokens": {"below_half": 1.0, "half_or_more": 0.0}, "rounds_poison_accepted": [4, 9],
-           "bloc_removed": 15, "bloc_size": 15, "bloc_removal_rounds": [20], "auroc_last50": 0.7,
+           "honest_accept_share_on_poison_max": 0.25, "bloc_removed": 15, "bloc_size": 15, "bloc_removal_rounds": [20], "auroc_last50": 0.7,
            "fedavg_clean_auroc_last50": 0.75}
     aggregate = {**run, "review": "aggregate", "poisoned_accepted": {"below_half": 5, "half_or_more": 0},
                  "poisoned_accepted_against_honest": {"below_half": 0, "half_or_more": 0}}
     text = va.render_summary([aggregate, run])
     assert "2 of 10 (NOT met)" in text
+    assert "accepting any poisoned proposal in these runs: 0.25)" in text
     assert "**Review `aggregate`, 1 runs:** poisoned proposals accepted while the bloc held less than half: 5 of 10, of which 0" in text
     assert "poison accepted in rounds 4, 9" in text
-    assert "--voter-attack colluding_bloc --review cosine --seed 1 --output results/voter-attacks/x" in text
+    assert ("ape run simulate --malicious-ratio 0.3 --malicious-roles both --attack label_flip "
+            "--voter-attack colluding_bloc --review cosine --seed 1 --output results/voter-attacks/x") in text
 
 
 def test_render__no_runs__says_so():
