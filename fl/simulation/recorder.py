@@ -1,5 +1,5 @@
-"""A run folder: config.json, metrics.csv and events.jsonl written as rounds finish, then
-summary.json and PNG plots.
+"""A run folder: config.json, participants.json (who is malicious), metrics.csv and events.jsonl
+written as rounds finish, then summary.json and PNG plots.
 
 Each round is committed in three steps: its events are appended to events.jsonl, then its row
 to metrics.csv, then progress.json (written to a temp file and renamed) records both files'
@@ -25,6 +25,7 @@ METRICS = "metrics.csv"
 EVENTS = "events.jsonl"
 PROGRESS = "progress.json"
 CONFIG = "config.json"
+PARTICIPANTS = "participants.json"
 NOT_REPRODUCIBLE = ("seconds",)  # wall time: the only column a rerun may change
 
 
@@ -145,6 +146,19 @@ class RunRecorder:
                 "continued; rerun it from scratch into a new --output"
             )
 
+    def record_participants(self, clients: Iterable) -> None:
+        """Write participants.json: each client's index, address, malicious flag and the roles it
+        attacks in (``clients``: objects with ``index``, ``address``, ``malicious``, ``behaviour``).
+        The events name clients by address only; this says which addresses are the attackers."""
+        rows = [
+            {"index": c.index, "address": c.address, "malicious": bool(c.malicious),
+             "malicious_proposer": bool(c.behaviour.malicious_proposer),
+             "malicious_voter": bool(c.behaviour.malicious_voter),
+             "voter_attack": c.behaviour.voter_attack if c.behaviour.malicious_voter else None}
+            for c in clients
+        ]
+        _write_atomic(self.folder / PARTICIPANTS, json.dumps({"clients": rows}, indent=1, sort_keys=True) + "\n")
+
     def _commit(self) -> None:
         _write_atomic(self.folder / PROGRESS, json.dumps({"rounds": len(self._ends) - 1, "ends": self._ends}) + "\n")
 
@@ -174,6 +188,15 @@ def read_metrics(folder: Path) -> list[dict]:
     else:
         data = data[: data.rfind(b"\n") + 1]
     return list(csv.DictReader(io.StringIO(data.decode(), newline="")))
+
+
+def read_participants(folder: Path) -> list[dict]:
+    """participants.json's rows (``RunRecorder.record_participants``); ``FileNotFoundError`` naming
+    the folder if the run was recorded before participants were."""
+    path = Path(folder) / PARTICIPANTS
+    if not path.is_file():
+        raise FileNotFoundError(f"{folder} has no {PARTICIPANTS} (recorded before participants were): rerun it")
+    return json.loads(path.read_text())["clients"]
 
 
 def committed_events(folder: Path) -> list[dict]:

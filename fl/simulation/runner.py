@@ -194,6 +194,7 @@ def _run_until_stopped(config, folder, progress, keep_updates, resume, stop: Sig
     protocol.enroll(accounts, config.stake, minter=deployer)
     protocol.drain_events()
     clients = make_clients(data, [str(a.address) for a in accounts], config)
+    recorder.record_participants(clients)
     store = UpdateStore(str(folder / "updates"), durable=False)  # the run's own scratch store
 
     bar = _progress_bar(config.rounds, progress)
