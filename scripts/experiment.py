@@ -340,7 +340,8 @@ def _command_line() -> str:
               type=click.Path(exists=True, file_okay=False),
               help="Sweep folder(s) to read (repeat for several tasks); runs are grouped by their task. "
                    "Default: every folder under results/ that holds a sweep.json (lending, fmnist, ...); "
-                   "benchmark folders (ape run experiment benchmark) become the defence benchmark's section.")
+                   "benchmark folders (ape run experiment benchmark) become the defence benchmark's section, "
+                   "and results/voter-attacks (the voter-attack runs) the voter-attack section.")
 @click.option("--out", default="docs", show_default=True, type=click.Path(file_okay=False),
               help="Folder for RESULTS.md; figures go to <out>/figures.")
 def report(results, out):
@@ -349,14 +350,19 @@ def report(results, out):
     <out>/figures, plus the tables as CSV. Nothing is drawn by hand: rerun after any sweep."""
     from fl.experiments.benchmark_report import is_benchmark_folder
     from fl.experiments.report import write_report
+    from fl.experiments.voter_attacks import VOTER_ATTACKS_DIR
 
     if not results:
         results = sorted(str(p.parent) for p in Path("results").glob("*/sweep.json"))
         if not results:
             raise click.UsageError("no sweep folders under results/: run `ape run experiment sweep` first")
-    sweeps = [Path(r) for r in results if not is_benchmark_folder(Path(r))]
-    benchmarks = [Path(r) for r in results if is_benchmark_folder(Path(r))]
+        if (Path("results") / VOTER_ATTACKS_DIR).is_dir():
+            results.append(str(Path("results") / VOTER_ATTACKS_DIR))
+    voter_attacks = next((Path(r) for r in results if Path(r).name == VOTER_ATTACKS_DIR), None)
+    others = [Path(r) for r in results if Path(r).name != VOTER_ATTACKS_DIR]
+    sweeps = [r for r in others if not is_benchmark_folder(r)]
+    benchmarks = [r for r in others if is_benchmark_folder(r)]
     if not sweeps:
         raise click.UsageError("the report needs the paper's sweep folders too (ape run experiment sweep)")
-    path = write_report(sweeps, Path(out), benchmarks=benchmarks)
+    path = write_report(sweeps, Path(out), benchmarks=benchmarks, voter_attacks=voter_attacks)
     click.echo(f"wrote {path}")

@@ -482,10 +482,12 @@ def sweep_time_lines(folders: Sequence[Path]) -> list[str]:
 
 
 def write_report(folders: Sequence[Path], out: Path, preamble: str | None = None,
-                 benchmarks: Sequence[Path] = ()) -> Path:
+                 benchmarks: Sequence[Path] = (), voter_attacks: Path | None = None) -> Path:
     """Write <out>/RESULTS.md and <out>/figures/*.png (+ the tables as CSV) from the runs under `folders`,
-    then the defence benchmark's section for each folder of `benchmarks` (fl.experiments.benchmark_report)."""
+    then the defence benchmark's section for each folder of `benchmarks` (fl.experiments.benchmark_report)
+    and the voter-attack section from the `voter_attacks` folder (fl.experiments.voter_attacks)."""
     from fl.experiments.benchmark_report import benchmark_section
+    from fl.experiments.voter_attacks import render_voter_attacks_section
 
     out = Path(out)
     figures = out / "figures"
@@ -534,6 +536,8 @@ def write_report(folders: Sequence[Path], out: Path, preamble: str | None = None
     lines += [f"All table cells as CSV: [{csv_path.relative_to(out).as_posix()}]({csv_path.relative_to(out).as_posix()}).", ""]
     for folder in benchmarks:
         lines += benchmark_section(Path(folder), figures, out)
+    if voter_attacks is not None:
+        lines += [render_voter_attacks_section(Path(voter_attacks)).rstrip("\n"), ""]
     lines += [f"_Generated {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC._", ""]
     path = out / "RESULTS.md"
     out.mkdir(parents=True, exist_ok=True)
