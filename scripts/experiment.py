@@ -111,8 +111,12 @@ def cli():
 @click.option("--ratios", default="0.1,0.2,0.3,0.4", show_default=True, help="Malicious ratios, comma-separated.")
 @click.option("--seeds", "num_seeds", default=5, show_default=True, type=click.IntRange(min=1),
               help="Number of seeds per configuration (seeds --seed .. --seed + N - 1).")
-@click.option("--methods", default="oracle,fedavg-clean,fedavg-attack,protocol", show_default=True,
-              help="Methods to run, comma-separated; `extras` alone runs only the survival, voter and variant runs.")
+@click.option("--methods", default="oracle,fedavg-clean,fedavg-attack,protocol-aggregate,protocol-cosine",
+              show_default=True,
+              help="Methods to run, comma-separated: the baselines, and the protocol under the paper's rule "
+                   "(protocol-aggregate) and per-proposal review (protocol-cosine); `protocol` is the protocol "
+                   "with simulate's default review, in a folder of that name. `extras` alone runs only the "
+                   "survival, voter and variant runs.")
 @click.option("--survival-stakes", default="4,8,16", show_default=True,
               help="Proposer stakes (slash sizes) for the survival runs; empty for none.")
 @click.option("--survival-ratio", default=0.3, show_default=True, type=click.FloatRange(0, 1, max_open=True),

@@ -15,7 +15,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 APE = str(Path(sys.executable).parent / "ape")
 RATIOS = (0.1, 0.3)
-METHODS = ("oracle", "fedavg-clean", "fedavg-attack", "protocol")
+PROTOCOLS = ("protocol-aggregate", "protocol-cosine")  # the default methods' two review rules
 
 
 def _ape(*args, timeout=600):
@@ -45,9 +45,10 @@ def report(sweep, tmp_path_factory):
 def test_sweep__writes_one_finished_folder_per_run(sweep):
     results, _, _ = sweep
 
-    expected = {f"oracle/ratio-0/seed-0", "fedavg-clean/ratio-0/seed-0", "protocol-pstake16/ratio-0.3/seed-0",
-                "protocol-voters/ratio-0.3/seed-0"}
-    expected |= {f"{m}/ratio-{r:g}/seed-0" for m in ("fedavg-attack", "protocol") for r in RATIOS}
+    expected = {"oracle/ratio-0/seed-0", "fedavg-clean/ratio-0/seed-0"}
+    # each review rule gets its own survival runs at every stake, its default stake (8) included
+    expected |= {f"{m}-{extra}/ratio-0.3/seed-0" for m in PROTOCOLS for extra in ("pstake8", "pstake16", "voters")}
+    expected |= {f"{m}/ratio-{r:g}/seed-0" for m in ("fedavg-attack", *PROTOCOLS) for r in RATIOS}
     actual = {p.parent.relative_to(results).as_posix() for p in results.rglob("summary.json")}
 
     assert actual == expected
@@ -71,8 +72,11 @@ def test_sweep__protocol_runs_condensed_and_chain_checks_pass(sweep):
         assert onchain["update_bytes"] > 0
         assert not (folder / "updates").exists() and not (folder / "events.jsonl").exists()
         assert "ape run simulate" in experiment["command"] and "--malicious-roles" in experiment["command"]
-    voters = json.loads((results / "protocol-voters/ratio-0.3/seed-0/experiment.json").read_text())
-    assert voters["config"]["malicious_roles"] == "voter"
+    for method, review in (("protocol-aggregate", "aggregate"), ("protocol-cosine", "cosine")):
+        voters = json.loads((results / f"{method}-voters/ratio-0.3/seed-0/experiment.json").read_text())
+        main = json.loads((results / f"{method}/ratio-0.3/seed-0/experiment.json").read_text())
+        assert voters["config"]["malicious_roles"] == "voter"
+        assert voters["config"]["review"] == main["config"]["review"] == review
 
 
 def test_sweep__baselines_differ_only_by_attackers(sweep):
@@ -96,7 +100,7 @@ def test_sweep__rerun_skips_finished_runs(sweep):
 
     assert completed.returncode == 0
     assert "0 to run" in completed.stdout
-    assert sessions[-1]["made"] == 0 and sessions[0]["made"] == 8
+    assert sessions[-1]["made"] == 0 and sessions[0]["made"] == 14
 
 
 def test_report__writes_results_figures_and_tables(report):
@@ -105,15 +109,18 @@ def test_report__writes_results_figures_and_tables(report):
     text = (out / "RESULTS.md").read_text()
     figures = {p.name for p in (out / "figures").iterdir()}
 
-    expected_figures = {f"lending-{n}.png" for n in ("learning-auroc", "learning-accuracy", "proposer-tokens",
-                                                       "decisions", "survival", "voters", "cost")}
+    expected_figures = {f"lending-{n}.png" for n in ("learning-auroc", "learning-accuracy")}
+    expected_figures |= {f"lending-{n}-{m}.png" for m in PROTOCOLS
+                         for n in ("proposer-tokens", "decisions", "survival", "voters", "cost")}
     assert expected_figures | {"tables.csv"} <= figures
     for name in expected_figures:
         assert f"(figures/{name})" in text
     assert "## Task `lending`" in text and "Table 3" in text
     assert "| method | ratio 0.1 | ratio 0.3 |" in text
-    for method in ("FedAvg w/ mal", "FedAvg w/ block (protocol v1, stale)", "FedAvg w/o mal", "Oracle"):
+    for method in ("FedAvg w/ mal", "FedAvg w/ block, paper's rule (aggregate)",
+                   "FedAvg w/ block, per-proposal review (cosine)", "FedAvg w/o mal", "Oracle"):
         assert f"| {method} |" in text
+    assert "| FedAvg w/ block (protocol v1, stale) |" not in text  # a fresh default sweep is not the old contracts' runs
     for claim in ("**(a)", "**(b)", "**(c)"):
         assert claim in text
     assert "ape run experiment sweep" in text  # the command and its time
@@ -124,12 +131,12 @@ def test_report__table_cells_come_from_the_runs(sweep, report):
 
     with open(report / "figures" / "tables.csv", newline="") as fh:
         cells = list(csv.DictReader(fh))
-    with open(results / "protocol/ratio-0.3/seed-0/metrics.csv", newline="") as fh:
+    with open(results / "protocol-cosine/ratio-0.3/seed-0/metrics.csv", newline="") as fh:
         aurocs = [float(r["test_auroc"]) for r in csv.DictReader(fh)]
-    cell = next(c for c in cells if c["method"] == "protocol" and c["malicious_ratio"] == "0.3"
+    cell = next(c for c in cells if c["method"] == "protocol-cosine" and c["malicious_ratio"] == "0.3"
                 and c["metric"] == "AUROC")
 
-    assert len(cells) == 3 * 4 * len(RATIOS)  # metrics x methods x ratios
+    assert len(cells) == 3 * 5 * len(RATIOS)  # metrics x methods x ratios
     assert float(cell["mean"]) == pytest.approx(sum(aurocs) / len(aurocs), abs=1e-6)
     assert cell["seeds"] == "1" and cell["last_rounds"] == "2"
 
