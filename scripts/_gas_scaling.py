@@ -38,7 +38,7 @@ BLOCK_GAS_LIMIT = 30_000_000
 #: VotingRound.Params defaults (SPEC.md), taken from the simulation's own fl.chain.ProtocolParams.
 PARAM_NAMES = (
     "proposerFractionBps", "maxProposers", "maxVoters", "proposerStake", "voterStake",
-    "proposerReward", "proposalPeriod", "commitPeriod", "revealPeriod",
+    "proposerReward", "proposalPeriod", "commitPeriod", "revealPeriod", "seedBlockDelay",
 )
 DEFAULT_PARAMS = dict(zip(PARAM_NAMES, ProtocolParams().as_struct()))
 INITIAL_MODEL = b"\x01" * 32
