@@ -207,12 +207,12 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
         r.acceptedMask = t.acceptedMask;
         r.acceptedCount = uint32(t.acceptedCount);
         emit ParentHashTallied(roundId, r.leadingParentHash, r.leadingParentVotes, t.revealed, confirmed);
+        if (_seedBlockDelay != 0) _anchorSeedBlock(roundId + 1);
 
         _settleProposers(roundId, t);
         _settleVoters(roundId, t);
         // slashed stakes nobody won and rounding dust go to the pool
         _registry.sweepUnassigned();
-        if (_seedBlockDelay != 0) _anchorSeedBlock(roundId + 1);
         emit RoundSettled(roundId, decision, model, t.acceptedMask, t.acceptedCount, t.revealed);
     }
 
@@ -282,8 +282,9 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
     function nextSeed() external view returns (bytes32) {
         bytes32 seed = _seedAfter(_currentRoundId);
         if (_seedBlockDelay == 0) return seed;
-        uint256 anchor = _nextSeedBlock();
-        if (anchor == 0 || block.number <= anchor || block.number > anchor + _BLOCKHASH_WINDOW) return bytes32(0);
+        if (_latestRoundLive()) return bytes32(0);
+        uint256 anchor = _seedBlock;
+        if (block.number <= anchor || block.number > anchor + _BLOCKHASH_WINDOW) return bytes32(0);
         return RoundMath.anchoredSeed(seed, blockhash(anchor));
     }
 
@@ -370,9 +371,14 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
 
     /// @dev The next round's seed block: 0 without one, or while the latest round is live.
     function _nextSeedBlock() private view returns (uint256) {
-        uint256 latest = _currentRoundId;
-        if (_seedBlockDelay == 0 || (latest != 0 && !_rounds[latest].settled)) return 0;
+        if (_seedBlockDelay == 0 || _latestRoundLive()) return 0;
         return _seedBlock;
+    }
+
+    /// @dev True while the latest round is opened and not settled.
+    function _latestRoundLive() private view returns (bool) {
+        uint256 latest = _currentRoundId;
+        return latest != 0 && !_rounds[latest].settled;
     }
 
     // ---------------------------------------------------------------- internal: the draw
