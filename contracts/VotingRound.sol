@@ -9,10 +9,10 @@ import {RoundMath} from "./libraries/RoundMath.sol";
 
 /// @title VotingRound
 /// @notice One federated-learning epoch per round: open (draw of proposers and voters with the seed
-/// the previous round's voters made, optionally mixed with a later block hash, stake locks), propose, commit, reveal (a ballot over the
-/// proposals and the parent model hash), settle (each proposal decided on its own, rewards, slashes,
-/// the confirmed parent hash). The phase of a round is derived from the clock and the settled flag
-/// in `state`; the arithmetic is in RoundMath.
+/// the previous round's voters made, optionally mixed with a later block hash, stake locks), propose,
+/// commit, reveal (a ballot over the proposals and the parent model hash), settle (each proposal
+/// decided on its own, rewards, slashes, the confirmed parent hash). The phase of a round is derived
+/// from the clock and the settled flag in `state`; the arithmetic is in RoundMath.
 contract VotingRound is IVotingRound, ReentrancyGuard {
     /// @dev What settlement decided, passed between its steps.
     struct Tally {
