@@ -9,10 +9,10 @@ import {RoundMath} from "./libraries/RoundMath.sol";
 
 /// @title VotingRound
 /// @notice One federated-learning epoch per round: open (draw of proposers and voters with the seed
-/// the previous round's voters made, stake locks), propose, commit, reveal (a ballot over the
-/// proposals and the parent model hash), settle (each proposal decided on its own, rewards, slashes,
-/// the confirmed parent hash). The phase of a round is derived from the clock and the settled flag
-/// in `state`; the arithmetic is in RoundMath.
+/// the previous round's voters made, optionally mixed with a later block hash, stake locks), propose,
+/// commit, reveal (a ballot over the proposals and the parent model hash), settle (each proposal
+/// decided on its own, rewards, slashes, the confirmed parent hash). The phase of a round is derived
+/// from the clock and the settled flag in `state`; the arithmetic is in RoundMath.
 contract VotingRound is IVotingRound, ReentrancyGuard {
     /// @dev What settlement decided, passed between its steps.
     struct Tally {
@@ -25,6 +25,10 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
     // ---------------------------------------------------------------- state
     /// @dev Namespace of the draw's sparse map of swapped positions, in transient storage.
     bytes32 private constant _DRAW_NAMESPACE = keccak256("stakefl.VotingRound.draw");
+    /// @dev Largest seedBlockDelay accepted (half the 256 blocks whose hashes the EVM keeps).
+    uint256 private constant _MAX_SEED_BLOCK_DELAY = 128;
+    /// @dev `blockhash` reads only the 256 most recent blocks.
+    uint256 private constant _BLOCKHASH_WINDOW = 256;
 
     IStakeRegistry private immutable _registry;
     IProposalPool private immutable _pool;
@@ -40,9 +44,14 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
     uint64 private immutable _proposalPeriod;
     uint64 private immutable _commitPeriod;
     uint64 private immutable _revealPeriod;
+    uint64 private immutable _seedBlockDelay;
 
     bytes32 private _globalModelHash;
     uint256 private _currentRoundId;
+    /// @dev seedBlockDelay > 0: the block whose hash the next round's seed mixes in.
+    uint64 private _seedBlock;
+    /// @dev The registry's active count right after the latest opening (RoundMath.drawSize).
+    uint64 private _drawSnapshot;
     mapping(uint256 roundId => RoundInfo) private _rounds;
     mapping(uint256 roundId => mapping(address client => Participant)) private _participants;
     mapping(uint256 roundId => address[]) private _proposers;
@@ -69,6 +78,7 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
         if (p.proposalPeriod == 0) revert RoundInvalidParams("proposalPeriod");
         if (p.commitPeriod == 0) revert RoundInvalidParams("commitPeriod");
         if (p.revealPeriod == 0) revert RoundInvalidParams("revealPeriod");
+        if (p.seedBlockDelay > _MAX_SEED_BLOCK_DELAY) revert RoundInvalidParams("seedBlockDelay");
         _registry = IStakeRegistry(registry_);
         _pool = IProposalPool(pool_);
         _proposerFractionBps = p.proposerFractionBps;
@@ -80,9 +90,11 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
         _proposalPeriod = p.proposalPeriod;
         _commitPeriod = p.commitPeriod;
         _revealPeriod = p.revealPeriod;
+        _seedBlockDelay = p.seedBlockDelay;
         _initialModelHash = initialModelHash_;
         _initialSeed = RoundMath.initialSeed(address(this), initialModelHash_);
         _globalModelHash = initialModelHash_;
+        if (p.seedBlockDelay != 0) _anchorSeedBlock(1);
     }
 
     // ---------------------------------------------------------------- actions
@@ -90,13 +102,15 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
     function openRound() external nonReentrant returns (uint256 roundId) {
         uint256 previous = _currentRoundId;
         if (previous != 0 && !_rounds[previous].settled) revert RoundPreviousNotSettled(previous);
-        uint256 n = _registry.activeCount();
+        // clients that joined after the previous opening are not drawn before the round after this one
+        uint256 n = RoundMath.drawSize(_drawSnapshot, _registry.activeCount());
         if (n < 2) revert RoundNotEnoughClients(n, 2);
         (uint256 k, uint256 v) = RoundMath.selectionSizes(n, _proposerFractionBps, _maxProposers, _maxVoters);
+        bytes32 seed = _seedAfter(previous);
+        if (_seedBlockDelay != 0) seed = RoundMath.anchoredSeed(seed, _seedBlockHash());
 
         roundId = previous + 1;
         _currentRoundId = roundId;
-        bytes32 seed = _seedAfter(previous);
         RoundInfo storage r = _rounds[roundId];
         r.seed = seed;
         r.openedAt = uint64(block.timestamp);
@@ -111,6 +125,7 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
         }
         r.proposerCount = uint32(_proposers[roundId].length);
         r.voterCount = uint32(_voters[roundId].length);
+        _drawSnapshot = uint64(_registry.activeCount());
         emit RoundOpened(
             roundId, seed, r.proposerCount, r.voterCount, r.proposalDeadline, r.commitDeadline, r.revealDeadline
         );
@@ -192,12 +207,23 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
         r.acceptedMask = t.acceptedMask;
         r.acceptedCount = uint32(t.acceptedCount);
         emit ParentHashTallied(roundId, r.leadingParentHash, r.leadingParentVotes, t.revealed, confirmed);
+        if (_seedBlockDelay != 0) _anchorSeedBlock(roundId + 1);
 
         _settleProposers(roundId, t);
         _settleVoters(roundId, t);
         // slashed stakes nobody won and rounding dust go to the pool
         _registry.sweepUnassigned();
         emit RoundSettled(roundId, decision, model, t.acceptedMask, t.acceptedCount, t.revealed);
+    }
+
+    /// @inheritdoc IVotingRound
+    function reanchorSeedBlock() external returns (uint256 seedBlock) {
+        if (_seedBlockDelay == 0) revert RoundSeedBlockDisabled();
+        uint256 latest = _currentRoundId;
+        if (latest != 0 && !_rounds[latest].settled) revert RoundPreviousNotSettled(latest);
+        uint256 anchored = _seedBlock;
+        if (block.number <= anchored + _BLOCKHASH_WINDOW) revert RoundSeedBlockNotExpired(anchored, block.number);
+        seedBlock = _anchorSeedBlock(latest + 1);
     }
 
     // ---------------------------------------------------------------- views
@@ -212,7 +238,8 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
             proposerReward: _proposerReward,
             proposalPeriod: _proposalPeriod,
             commitPeriod: _commitPeriod,
-            revealPeriod: _revealPeriod
+            revealPeriod: _revealPeriod,
+            seedBlockDelay: _seedBlockDelay
         });
     }
 
@@ -253,7 +280,22 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
 
     /// @inheritdoc IVotingRound
     function nextSeed() external view returns (bytes32) {
-        return _seedAfter(_currentRoundId);
+        bytes32 seed = _seedAfter(_currentRoundId);
+        if (_seedBlockDelay == 0) return seed;
+        if (_latestRoundLive()) return bytes32(0);
+        uint256 anchor = _seedBlock;
+        if (block.number <= anchor || block.number > anchor + _BLOCKHASH_WINDOW) return bytes32(0);
+        return RoundMath.anchoredSeed(seed, blockhash(anchor));
+    }
+
+    /// @inheritdoc IVotingRound
+    function nextSeedBlock() external view returns (uint256) {
+        return _nextSeedBlock();
+    }
+
+    /// @inheritdoc IVotingRound
+    function nextDrawSize() external view returns (uint256) {
+        return RoundMath.drawSize(_drawSnapshot, _registry.activeCount());
     }
 
     /// @inheritdoc IVotingRound
@@ -309,6 +351,34 @@ contract VotingRound is IVotingRound, ReentrancyGuard {
     /// @inheritdoc IVotingRound
     function proposalPool() external view returns (address) {
         return address(_pool);
+    }
+
+    // ---------------------------------------------------------------- internal: the seed block
+    /// @dev Anchor round `roundId`'s seed to block `block.number + seedBlockDelay`.
+    function _anchorSeedBlock(uint256 roundId) private returns (uint256 seedBlock) {
+        seedBlock = block.number + _seedBlockDelay;
+        _seedBlock = uint64(seedBlock);
+        emit SeedBlockAnchored(roundId, seedBlock);
+    }
+
+    /// @dev The hash of the next round's seed block; reverts while it is not mined or once it expired.
+    function _seedBlockHash() private view returns (bytes32) {
+        uint256 anchor = _seedBlock;
+        if (block.number <= anchor) revert RoundSeedBlockNotReached(anchor, block.number);
+        if (block.number > anchor + _BLOCKHASH_WINDOW) revert RoundSeedBlockExpired(anchor, block.number);
+        return blockhash(anchor);
+    }
+
+    /// @dev The next round's seed block: 0 without one, or while the latest round is live.
+    function _nextSeedBlock() private view returns (uint256) {
+        if (_seedBlockDelay == 0 || _latestRoundLive()) return 0;
+        return _seedBlock;
+    }
+
+    /// @dev True while the latest round is opened and not settled.
+    function _latestRoundLive() private view returns (bool) {
+        uint256 latest = _currentRoundId;
+        return latest != 0 && !_rounds[latest].settled;
     }
 
     // ---------------------------------------------------------------- internal: the draw

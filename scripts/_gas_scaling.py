@@ -37,7 +37,7 @@ BLOCK_GAS_LIMIT = 30_000_000
 #: VotingRound.Params defaults (SPEC.md), taken from the simulation's own fl.chain.ProtocolParams.
 PARAM_NAMES = (
     "proposerFractionBps", "maxProposers", "maxVoters", "proposerStake", "voterStake",
-    "proposerReward", "proposalPeriod", "commitPeriod", "revealPeriod",
+    "proposerReward", "proposalPeriod", "commitPeriod", "revealPeriod", "seedBlockDelay",
 )
 DEFAULT_PARAMS = dict(zip(PARAM_NAMES, ProtocolParams().as_struct()))
 INITIAL_MODEL = b"\x01" * 32
@@ -195,7 +195,8 @@ def measure_round_gas(project, accounts_or_factory: AccountsOrFactory, clients: 
             deposits at least `clients + 1`), or a callable `n -> sequence of n such accounts`
             (see `anvil_account_factory` for more clients than Ape's test accounts).
         clients: registered clients (>= 2).
-        params: overrides of DEFAULT_PARAMS.
+        params: overrides of DEFAULT_PARAMS (with seedBlockDelay > 0 the round opens once its
+            seed block is mined).
         register: "deposits" (each client deposits) or "storage" (`fast_register`, anvil only).
         ballots: "one-dissent" or "mixed" (module docstring).
         seed: seed of the mixed ballots.
@@ -253,6 +254,9 @@ def _play_round(project, chain, ape_accounts, accts, deployer, clients, p, fast,
             token.approve(registry, CLIENT_STAKE, sender=member)
             gas["deposit"].append(registry.deposit(CLIENT_STAKE, sender=member).gas_used)
 
+    seed_block = voting.nextSeedBlock()  # seedBlockDelay > 0: openRound needs that block mined
+    if seed_block and chain.blocks.height < seed_block:
+        chain.mine(seed_block - chain.blocks.height)
     gas["openRound"].append(_send(voting.openRound, sender=deployer).gas_used)
     round_id = voting.currentRoundId()
     info = voting.getRound(round_id)

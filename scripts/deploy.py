@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import click
 from ape.cli import ConnectedProviderCommand, account_option
 
-from fl.protocol.params import ProtocolParams
+from fl.protocol.params import MAX_SEED_BLOCK_DELAY, ProtocolParams
 
 DEFAULTS = ProtocolParams()
 
@@ -38,6 +38,13 @@ DEFAULTS = ProtocolParams()
               help="Seconds from the proposal deadline to the commit deadline.")
 @click.option("--reveal-period", default=DEFAULTS.reveal_period, show_default=True, type=click.IntRange(min=1),
               help="Seconds from the commit deadline to the reveal deadline.")
+@click.option("--seed-block-delay", default=DEFAULTS.seed_block_delay, show_default=True,
+              type=click.IntRange(0, MAX_SEED_BLOCK_DELAY),
+              help="Blocks from a settlement to the block whose hash the next round's seed also mixes in "
+                   "(SPEC.md, Randomness). 0 = the voters' salts alone: the same draws on every chain, but a "
+                   "group revealing last can pick among seeds by withholding reveals. Use 2-5 on any public "
+                   "chain; openRound then waits for that block (clients do), and after 256 blocks without an "
+                   "opening anyone re-anchors it.")
 @click.option("--model-seed", default=0, show_default=True, type=int,
               help="Seed of the initial model (its hash is fixed on chain; clients rebuild it from this seed).")
 @click.option("--features", default=None, type=click.IntRange(min=1),

@@ -7,7 +7,8 @@ pragma solidity 0.8.28;
 /// round's proposals and the parent model hash), settle (per-proposal decisions, rewards and
 /// slashes, the parent model hash a voter majority confirmed).
 /// Protocol v2 (notes/PROTOCOL_V2.md). Additions beyond that interface: the views `nextSeed`,
-/// `initialSeed`, `parentHashVotes`, and the event `ParentHashTallied`.
+/// `initialSeed`, `parentHashVotes`, `nextSeedBlock`, `nextDrawSize`, the event `ParentHashTallied`,
+/// and the seed block (`Params.seedBlockDelay`, `reanchorSeedBlock`, `SeedBlockAnchored`, SPEC.md "Randomness").
 interface IVotingRound {
     // ---------------------------------------------------------------- types
     /// @notice Phase of a round, derived from the clock and the settled flag.
@@ -54,6 +55,10 @@ interface IVotingRound {
         uint64 commitPeriod;
         /// @dev Seconds from the commit deadline to the reveal deadline.
         uint64 revealPeriod;
+        /// @dev 0: the seed is the salt mix alone (reproducible; simulations). d > 0 (at most 128): each
+        /// round's seed also mixes in the hash of a block d blocks after the previous settlement (the
+        /// seed block), unknown when the reveals close; `openRound` waits for that block.
+        uint64 seedBlockDelay;
     }
 
     /// @notice Everything recorded about one round.
@@ -152,6 +157,9 @@ interface IVotingRound {
     event ParentHashTallied(
         uint256 indexed roundId, bytes32 parentHash, uint256 votes, uint256 revealed, bool confirmed
     );
+    /// @notice Round `roundId`'s seed will mix in the hash of block `seedBlock` (seedBlockDelay > 0):
+    /// set at deployment (round 1), at the previous round's settlement, or by `reanchorSeedBlock`.
+    event SeedBlockAnchored(uint256 indexed roundId, uint256 seedBlock);
     /// @notice Round `roundId` settled; `globalModelHash` is the hash recorded (see RoundInfo).
     event RoundSettled(
         uint256 indexed roundId,
@@ -187,12 +195,28 @@ interface IVotingRound {
     error RoundInvalidProposal(bytes32 updateHash, uint256 sampleCount);
     /// @notice A zero commitment.
     error RoundZeroCommitment();
+    /// @notice The next round cannot open before block `seedBlock` is mined (now `blockNumber`): wait.
+    error RoundSeedBlockNotReached(uint256 seedBlock, uint256 blockNumber);
+    /// @notice The hash of block `seedBlock` is no longer readable (more than 256 blocks ago):
+    /// call `reanchorSeedBlock`, then open.
+    error RoundSeedBlockExpired(uint256 seedBlock, uint256 blockNumber);
+    /// @notice `reanchorSeedBlock` while the hash of `seedBlock` is still to come or still readable.
+    error RoundSeedBlockNotExpired(uint256 seedBlock, uint256 blockNumber);
+    /// @notice `reanchorSeedBlock` on a deployment without a seed block (seedBlockDelay = 0).
+    error RoundSeedBlockDisabled();
 
     // ---------------------------------------------------------------- actions
     /// @notice Open the next round (anyone, once the previous one is settled): draw proposers and
-    /// voters with the seed fixed when the previous round settled (`nextSeed`), lock their stakes,
-    /// then remove those drawn who cannot cover them. Gas does not grow with the active set.
+    /// voters with the next seed (`nextSeed`) from the first `nextDrawSize()` positions of the active
+    /// list, lock their stakes, then remove those drawn who cannot cover them, and snapshot the active
+    /// count for the round after. With seedBlockDelay > 0 it reverts `RoundSeedBlockNotReached` until
+    /// the seed block is mined and `RoundSeedBlockExpired` 256 blocks after it. Gas does not grow with
+    /// the active set.
     function openRound() external returns (uint256 roundId);
+
+    /// @notice Anyone, with seedBlockDelay > 0, once the next round's seed block is more than 256 blocks
+    /// old and the round still unopened: anchor the seed to block `block.number + seedBlockDelay` instead.
+    function reanchorSeedBlock() external returns (uint256 seedBlock);
 
     /// @notice Publish a proposal before the proposal deadline. Selected proposers only, once.
     /// Proposals are indexed 0.. in submission order; ballots refer to them by that index.
@@ -208,7 +232,8 @@ interface IVotingRound {
     function revealVote(uint256 roundId, uint256 acceptMask, bytes32 parentHash, bytes32 salt) external;
 
     /// @notice Settle round `roundId` (anyone, after its reveal deadline): decide each proposal,
-    /// reward and slash per proposal, record the confirmed parent hash, fix the next round's seed.
+    /// reward and slash per proposal, record the confirmed parent hash; with seedBlockDelay > 0,
+    /// anchor the next round's seed to block `block.number + seedBlockDelay`.
     function settle(uint256 roundId) external;
 
     // ---------------------------------------------------------------- views
@@ -231,8 +256,18 @@ interface IVotingRound {
     function initialSeed() external view returns (bytes32);
     /// @notice The seed the next round will be drawn with:
     /// keccak256(abi.encode(seed_r, saltMix_r, r + 1, address(this))) for the latest round r
-    /// (seed_0 and a zero mix before the first round). Final once round r's reveal phase is over.
+    /// (seed_0 and a zero mix before the first round); final once round r's reveal phase is over.
+    /// With seedBlockDelay > 0, that value mixed with the hash of `nextSeedBlock()`
+    /// (RoundMath.anchoredSeed), or zero while it is not known: round r not settled, the seed
+    /// block not yet mined (as seen by the block this call runs in), or its hash expired.
     function nextSeed() external view returns (bytes32);
+    /// @notice The block whose hash the next round's seed mixes in; 0 with seedBlockDelay = 0 or
+    /// while the latest round is not settled.
+    function nextSeedBlock() external view returns (uint256);
+    /// @notice How many positions of the active list the next round draws from: the active count
+    /// right after the latest opening (clients that joined since wait one more round), or the
+    /// active count now before round 1 or when that snapshot is below 2 (RoundMath.drawSize).
+    function nextDrawSize() external view returns (uint256);
     /// @notice Proposers drawn for round `roundId` (removed ones excluded), in draw order.
     function proposersOf(uint256 roundId) external view returns (address[] memory);
     /// @notice Voters drawn for round `roundId` (removed ones excluded), in draw order.

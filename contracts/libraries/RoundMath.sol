@@ -32,6 +32,21 @@ library RoundMath {
         return keccak256(abi.encode(previousSeed, previousSaltMix, roundId, round));
     }
 
+    /// @notice With `seedBlockDelay > 0`, the seed a round draws with: keccak256(abi.encode(seed,
+    /// blockHash)), where `seed` is `roundSeed(...)` and `blockHash` the hash of the round's seed block,
+    /// a block mined after the previous round settled.
+    function anchoredSeed(bytes32 seed, bytes32 blockHash) internal pure returns (bytes32) {
+        return keccak256(abi.encode(seed, blockHash));
+    }
+
+    /// @notice Positions [0, size) of the active list a round draws from: the `snapshot` of the
+    /// active count taken at the previous opening (after its removals), unless it is below 2 (round 1,
+    /// or a protocol that ran dry), then the `active` count now. Never more than `active`.
+    function drawSize(uint256 snapshot, uint256 active) internal pure returns (uint256) {
+        if (snapshot < 2 || snapshot > active) return active;
+        return snapshot;
+    }
+
     /// @notice What a revealed salt XORs into its round's salt mix: keccak256(abi.encode(voter, salt)).
     /// @dev The voter's address is inside, so two voters revealing the same salt do not cancel out.
     function saltShare(address voter, bytes32 salt) internal pure returns (bytes32) {

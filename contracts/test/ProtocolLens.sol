@@ -39,6 +39,9 @@ contract ProtocolLens {
         uint256[] proposalSamples;
         uint256[] proposalAccepts;
         bytes32 nextSeed;
+        uint256 nextSeedBlock;
+        uint256 nextDrawSize;
+        uint256 blockNumber; // the block context this call ran in (nextSeed depends on it)
     }
 
     /// @notice Read registry, pool, token and the current round of `voting` for `clients`.
@@ -71,5 +74,8 @@ contract ProtocolLens {
         (v.proposalSubmitters, v.proposalHashes, v.proposalSamples) = voting.proposalsOf(v.currentRoundId);
         v.proposalAccepts = voting.proposalAccepts(v.currentRoundId);
         v.nextSeed = voting.nextSeed();
+        v.nextSeedBlock = voting.nextSeedBlock();
+        v.nextDrawSize = voting.nextDrawSize();
+        v.blockNumber = block.number;
     }
 }

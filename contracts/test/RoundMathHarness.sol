@@ -15,6 +15,14 @@ contract RoundMathHarness {
         return RoundMath.roundSeed(previousSeed, previousSaltMix, roundId, round);
     }
 
+    function anchoredSeed(bytes32 seed, bytes32 blockHash) external pure returns (bytes32) {
+        return RoundMath.anchoredSeed(seed, blockHash);
+    }
+
+    function drawSize(uint256 snapshot, uint256 active) external pure returns (uint256) {
+        return RoundMath.drawSize(snapshot, active);
+    }
+
     function spreadLanes(uint256 bits) external pure returns (uint256) {
         return RoundMath.spreadLanes(bits);
     }

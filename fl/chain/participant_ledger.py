@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ape import chain
 from ape.api import AccountAPI
 from ape.exceptions import TransactionNotFoundError
 
@@ -110,7 +111,7 @@ class ParticipantLedger:
         return {
             "proposer_stake": int(p.proposerStake), "voter_stake": int(p.voterStake),
             "proposal_period": int(p.proposalPeriod), "commit_period": int(p.commitPeriod),
-            "reveal_period": int(p.revealPeriod),
+            "reveal_period": int(p.revealPeriod), "seed_block_delay": int(p.seedBlockDelay),
         }
 
     def stake(self, address: str | None = None) -> dict:
@@ -120,6 +121,22 @@ class ParticipantLedger:
             "stake": int(registry.stakeOf(a)), "locked": int(registry.lockedOf(a)),
             "active": bool(registry.isActive(a)), "removed": bool(registry.isRemoved(a)),
         }
+
+    def next_seed_block(self) -> int:
+        """The block whose hash the next round's seed mixes in (0: none, or the latest round is live)."""
+        return int(self.protocol.voting.nextSeedBlock())
+
+    def head_block(self) -> int:
+        """The latest block's number (the next transaction runs in the block after it)."""
+        return head_block_number()
+
+    def mine_blocks_if_automining(self, blocks: int) -> bool:
+        """Mine `blocks` empty blocks on a development chain that mines only on transactions (where a
+        seed block would otherwise never come) and return True; elsewhere do nothing and return False."""
+        if blocks <= 0 or not automines():
+            return False
+        chain.provider.mine(blocks)
+        return True
 
     def active_clients(self) -> list[str]:
         return [str(a) for a in self.protocol.registry.activeClients()]
@@ -165,6 +182,9 @@ class ParticipantLedger:
 
     def open_round(self) -> str:
         return self._send(self.protocol.voting.openRound)
+
+    def reanchor_seed_block(self) -> str:
+        return self._send(self.protocol.voting.reanchorSeedBlock)
 
     def propose(self, round_id: int, update_hash: bytes, sample_count: int) -> str:
         return self._send(self.protocol.voting.propose, round_id, update_hash, sample_count)

@@ -3,7 +3,9 @@
 Nobody coordinates. Every client polls the chain and acts on what it reads there:
 
 - the latest round is settled (or there is none yet): open the next one, if this client's
-  turn has come (the active clients take turns, see `turn_delay`);
+  turn has come (the active clients take turns, see `turn_delay`); on a deployment with a seed
+  block (``seedBlockDelay > 0``) first wait until that block is mined, and re-anchor it if its
+  hash expired (256 blocks) before anyone opened;
 - it is selected as a proposer and the round is proposing: train from the global model,
   put the update in the shared store, propose its hash;
 - it is selected as a voter and proposing is over: fetch every proposal, review each one on its
@@ -21,7 +23,8 @@ Restart-safety: the chain says what was done (the participant flags `acted` / `r
 and the round's `settled`), the state folder keeps what only the client knows (the salted
 ballot, written and flushed *before* the commit is sent), so a restarted client never
 sends a second proposal or commit and can still reveal. Every transaction is also
-journalled in ``journal.jsonl`` in the state folder ("sending" before, "sent" or "reverted" after).
+journalled in ``journal.jsonl`` in the state folder ("sending" before, "sent" or "reverted" after;
+"waiting" for an opening the seed block does not allow yet).
 
 The ledger (``fl.chain.participant_ledger.ParticipantLedger``) is passed in, with a function
 that classifies its exceptions as "revert" (the contract said no: re-read the chain, try later) or
@@ -51,6 +54,21 @@ from fl.protocol.votes import Role, RoundState, commitment_for, mask_from_verdic
 from fl.simulation.rounds import derived_seed
 
 log = logging.getLogger("stakefl.client")
+BLOCKHASH_WINDOW = 256  # VotingRound reads a seed block's hash for 256 blocks, then needs a re-anchor
+SEED_BLOCK_NOT_REACHED = "RoundSeedBlockNotReached"  # openRound's revert while the seed block is to come
+
+
+def seed_block_wait(seed_block: int, head: int) -> str:
+    """What an opener does with the next round's seed block `seed_block` (0: none) when the latest
+    block is `head` (its transaction runs in head + 1), as VotingRound.openRound decides:
+    "open", "wait" (the block is not mined yet) or "reanchor" (its hash is gone)."""
+    if seed_block == 0:
+        return "open"
+    if head + 1 <= seed_block:
+        return "wait"
+    if head + 1 > seed_block + BLOCKHASH_WINDOW:
+        return "reanchor"
+    return "open"
 
 
 # ---------------------------------------------------------------------- pure helpers
@@ -256,8 +274,27 @@ class Participant:
         if len(active) < needed:
             self._turn_started.pop(("open", last_round + 1), None)
             return
-        if self._my_turn("open", last_round + 1):
+        if not self._my_turn("open", last_round + 1):
+            return
+        seed_block, head = self.ledger.next_seed_block(), self.ledger.head_block()
+        action = seed_block_wait(seed_block, head)
+        if action == "wait":
+            self._note_seed_block_wait(last_round + 1, seed_block)
+            if self.ledger.mine_blocks_if_automining(seed_block - head):
+                log.info("round %d: mined %d block(s) up to the seed block (this development chain mines "
+                         "only on transactions)", last_round + 1, seed_block - head)
+        elif action == "reanchor":
+            log.info("round %d: seed block %d expired before anyone opened; re-anchoring", last_round + 1, seed_block)
+            self._send("reanchor", last_round + 1, self.ledger.reanchor_seed_block)
+        else:
             self._send("open", last_round + 1, self.ledger.open_round)
+
+    def _note_seed_block_wait(self, round_id: int, seed_block: int) -> None:
+        """Waiting for the seed block is normal (it comes seedBlockDelay blocks after settlement): say it once."""
+        key = ("seed-block", round_id, seed_block)
+        if key not in self._warned:
+            self._warned.add(key)
+            log.info("round %d: waiting for seed block %d before opening", round_id, seed_block)
 
     def maybe_settle(self, round_id: int) -> None:
         if self._my_turn("settle", round_id):
@@ -479,7 +516,8 @@ class Participant:
     def _send(self, action: str, round_id: int, method, *args, detail: dict | None = None) -> bool:
         """Send one transaction; a revert is logged and left for the next poll to re-read the chain.
 
-        The journal gets a "sending" entry before and a "sent" / "reverted" entry after, so even a
+        The journal gets a "sending" entry before and a "sent" / "reverted" / "waiting" (an opening
+        before its seed block: retried at the next poll) entry after, so even a
         client killed while its transaction is in flight leaves a record of the attempt."""
         self.state.record(action, round_id, "", status="sending")
         try:
@@ -487,6 +525,10 @@ class Participant:
         except Exception as exc:  # noqa: BLE001
             if self.classify(exc) != "revert":
                 raise
+            if type(exc).__name__ == SEED_BLOCK_NOT_REACHED:  # read the head a block early: wait, retry
+                self.state.record(action, round_id, "", status="waiting", reason=_short(exc))
+                self._note_seed_block_wait(round_id, self.ledger.next_seed_block())
+                return False
             self.state.record(action, round_id, "", status="reverted", reason=_short(exc))
             log.info("round %d: %s not done: %s (the chain moved on or another client did it)",
                      round_id, action, _short(exc))

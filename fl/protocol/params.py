@@ -5,11 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TOKEN = 10**18  # the test token has 18 decimals
+MAX_SEED_BLOCK_DELAY = 128  # VotingRound rejects a larger seedBlockDelay
 
 
 @dataclass(frozen=True)
 class ProtocolParams:
-    """VotingRound's deployment parameters, in whole tokens and seconds."""
+    """VotingRound's deployment parameters, in whole tokens, seconds and blocks.
+
+    `seed_block_delay` 0 keeps every round's seed a function of the voters' salts alone (the same
+    draws on every chain: simulations); d > 0 mixes in the hash of the block d blocks after each
+    settlement (SPEC.md, "Randomness": recommended, 2-5, for any public deployment)."""
 
     proposer_fraction: float = 0.2
     max_proposers: int = 50
@@ -20,6 +25,7 @@ class ProtocolParams:
     proposal_period: int = 600
     commit_period: int = 600
     reveal_period: int = 600
+    seed_block_delay: int = 0
 
     def as_struct(self) -> tuple:
         return (
@@ -32,6 +38,7 @@ class ProtocolParams:
             self.proposal_period,
             self.commit_period,
             self.reveal_period,
+            self.seed_block_delay,
         )
 
 

@@ -56,7 +56,10 @@ DEFAULT_PARAMS = dict(
     proposalPeriod=120,
     commitPeriod=120,
     revealPeriod=120,
+    seedBlockDelay=0,  # 0: no block hash in the seed (today's simulations); SPEC.md "Randomness"
 )
+MAX_SEED_BLOCK_DELAY = 128
+BLOCKHASH_WINDOW = 256  # blockhash() reads only the 256 most recent blocks
 
 
 def accept_all(proposals):
@@ -91,6 +94,27 @@ def round_seed(previous_seed, previous_salt_mix, round_id, voting):
                          [previous_seed, previous_salt_mix, round_id, voting]))
 
 
+def anchored_seed(seed, block_hash):
+    """With seedBlockDelay > 0: keccak256(abi.encode(roundSeed(...), blockhash(seedBlock)))."""
+    return keccak(encode(["bytes32", "bytes32"], [seed, block_hash]))
+
+
+def seed_block_status(seed_block, block_number):
+    """What openRound does in block `block_number` with the next seed block `seed_block`:
+    "not-reached" (reverts, wait), "expired" (reverts, re-anchor first) or "readable"."""
+    if block_number <= seed_block:
+        return "not-reached"
+    if block_number > seed_block + BLOCKHASH_WINDOW:
+        return "expired"
+    return "readable"
+
+
+def draw_size(snapshot, active):
+    """Positions of the active list a round draws from: the active count right after the previous
+    opening, or the count now for round 1 (snapshot 0) and when that snapshot is below 2."""
+    return active if snapshot < 2 or snapshot > active else snapshot
+
+
 def salt_share(voter, salt):
     """What a reveal XORs into the round's salt mix: keccak256(abi.encode(voter, salt))."""
     return keccak(encode(["address", "bytes32"], [voter, salt]))
@@ -122,12 +146,14 @@ def fisher_yates_draw(seed, active, k, v):
     return picks[:k], picks[k:]
 
 
-def apply_draw(seed, active, free, p=DEFAULT_PARAMS):
+def apply_draw(seed, active, free, p=DEFAULT_PARAMS, n=None):
     """openRound on an active list: returns (proposers, voters, removed, active after), where
     `free[a]` is a's free stake, `removed` lists (client, role, free, required) in draw order and
-    removals swap-and-pop the active list as StakeRegistry.remove does, after the draw."""
-    k, v = selection_sizes(len(active), p)
-    drawn_p, drawn_v = fisher_yates_draw(seed, active, k, v)
+    removals swap-and-pop the active list as StakeRegistry.remove does, after the draw. The draw
+    is over the first `n` positions (default: all; see `draw_size`)."""
+    n = len(active) if n is None else n
+    k, v = selection_sizes(n, p)
+    drawn_p, drawn_v = fisher_yates_draw(seed, active[:n], k, v)
     proposers, voters, removed, after = [], [], [], list(active)
     for a, role in [(a, Role.PROPOSER) for a in drawn_p] + [(a, Role.VOTER) for a in drawn_v]:
         required = p["proposerStake"] if role == Role.PROPOSER else p["voterStake"]

@@ -6,11 +6,14 @@ propose (honest or poisoned updates) or stay silent, voters commit ballots over 
 bits beyond the proposals) or nothing, reveal or not, the clock moves, and anyone settles (also too
 early, which must revert). After every step the contracts are compared with the model (stakes,
 locked stakes, membership, the active set and its order, wallets, the pool, the round record, the
-per-proposal tally, the salt mix, the seed the model derives itself, decisions, the recorded model)
-and every invariant of DESIGN.md is checked.
+per-proposal tally, the salt mix, the seed the model derives itself, the draw over the snapshot of
+the active set taken at the previous opening, decisions, the recorded model) and every invariant of
+DESIGN.md is checked. The test runs twice: with `seedBlockDelay` 0 and with a seed block
+(SEED_BLOCK_DELAY): then blocks are mined, openings come too early or too late (reverts), the seed
+block is re-anchored, and the model mixes the seed block's hash into every seed.
 
 Cost: `STATEFUL_EXAMPLES` (default 10; 3 on anvil, where every revert costs a call trace) examples
-of `STATEFUL_STEPS` (default 25) steps. CI runs without the shrink phase; set `STATEFUL_SHRINK=1`
+of `STATEFUL_STEPS` (default 25) steps without the seed block, 5 (2 on anvil) with it. CI runs without the shrink phase; set `STATEFUL_SHRINK=1`
 to shrink a failure locally, e.g.
     STATEFUL_EXAMPLES=200 STATEFUL_STEPS=40 STATEFUL_SHRINK=1 ape test tests/contracts/test_protocol_stateful.py
 
@@ -26,6 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 import ape
+import pytest
 from eth_abi import encode
 from eth_utils import keccak
 from hypothesis import HealthCheck, Phase, settings
@@ -33,6 +37,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule, run_state_machine_as_test
 
 from protocol_model import (
+    BLOCKHASH_WINDOW,
     DEFAULT_PARAMS,
     INITIAL_MODEL,
     TOKEN,
@@ -41,11 +46,14 @@ from protocol_model import (
     Role,
     RoundState,
     accept_all,
+    anchored_seed,
     commitment_of,
+    draw_size,
     fisher_yates_draw,
     initial_seed,
     round_seed,
     salt_share,
+    seed_block_status,
     selection_sizes,
     settle_outcome,
     tally,
@@ -64,6 +72,7 @@ TX = {"gas": 3_000_000}  # explicit gas: no estimate per transaction (reverts st
 SEEN = Counter()  # what the run exercised; printed at the end (see it with `-s`)
 # 40 % proposers: 2-3 proposals a round among 5-8 clients, so ballots split between proposals
 PARAMS = {**DEFAULT_PARAMS, "proposerFractionBps": 4_000}
+SEED_BLOCK_DELAY = 2  # the flag-on run
 
 
 def event(what):
@@ -125,12 +134,17 @@ class ProtocolMachine(RuleBasedStateMachine):
     clients = []  # Ape accounts
     prestaked = []
     base_supply = 0  # tokens minted before the run (held by no client of the machine)
+    params = PARAMS
+    deploy_seed_block = 0  # the seed block the deployment anchored round 1 to (flag on)
 
     def __init__(self):
         super().__init__()
         self.snapshot = ape.chain.snapshot()
-        p = PARAMS
+        p = self.params
         self.p = p
+        self.delay = p["seedBlockDelay"]
+        self.seed_block = self.deploy_seed_block  # of the next round (flag on)
+        self.draw_snapshot = 0  # active count right after the latest opening
         self.addrs = [c.address for c in self.clients]
         self.by_addr = {c.address: c for c in self.clients}
         self.minted = self.base_supply + N_CLIENTS * WALLET
@@ -163,6 +177,29 @@ class ProtocolMachine(RuleBasedStateMachine):
         """The phase the next transaction runs in (blocks are one second apart, see the test)."""
         r = self.live()
         return r.state_at(ape.chain.pending_timestamp) if r else RoundState.NONE
+
+    @staticmethod
+    def next_block():
+        """The block the next transaction is mined in."""
+        return ape.chain.blocks.height + 1
+
+    def seed_status(self, block_number=None):
+        """"readable", "not-reached" or "expired" (model.seed_block_status); "readable" with the flag off."""
+        if not self.delay:
+            return "readable"
+        return seed_block_status(self.seed_block, self.next_block() if block_number is None else block_number)
+
+    def next_seed(self, block_number):
+        """nextSeed() as a call running in block `block_number` sees it (during a round: with the
+        salts revealed so far)."""
+        r = self.live()
+        seed, mix = (r.seed, r.salt_mix) if r else (self.seed, self.salt_mix)
+        seed = round_seed(seed, mix, self.current + 1, self.voting.address)
+        if not self.delay:
+            return seed
+        if self.unsettled() or self.seed_status(block_number) != "readable":
+            return ZERO32
+        return anchored_seed(seed, ape.chain.blocks[self.seed_block].hash)
 
     def remove(self, a):
         i = self.active.index(a)
@@ -244,18 +281,30 @@ class ProtocolMachine(RuleBasedStateMachine):
                     self.act_propose(r, a, choice)
 
     def open_and_check(self, sender):
-        n = len(self.active)
+        n = draw_size(self.draw_snapshot, len(self.active))
         if n < 2:
             with expect_revert(self.voting.RoundNotEnoughClients, active=n, required=2):
                 self.voting.openRound(sender=sender, **TX)
             return
+        block, status = self.next_block(), self.seed_status()
+        if status != "readable":
+            error = {"not-reached": self.voting.RoundSeedBlockNotReached,
+                     "expired": self.voting.RoundSeedBlockExpired}[status]
+            with expect_revert(error, seedBlock=self.seed_block, blockNumber=block):
+                self.voting.openRound(sender=sender, **TX)
+            return
+        seed = round_seed(self.seed, self.salt_mix, self.current + 1, self.voting.address)
+        if self.delay:
+            seed = anchored_seed(seed, ape.chain.blocks[self.seed_block].hash)
+            event(f"open: {block - self.seed_block} block(s) after the seed block")
         tx = self.voting.openRound(sender=sender, **TX)
         round_id = self.current + 1
         info = self.voting.getRound(round_id)
-        seed = round_seed(self.seed, self.salt_mix, round_id, self.voting.address)
-        assert info.seed == seed  # the model derives the seed itself: no block data enters
+        assert info.seed == seed  # the model derives the seed itself (and reads the seed block's hash)
+        if n < len(self.active):
+            event("open: clients that joined since the previous opening not drawable")
         k, v = selection_sizes(n, self.p)
-        drawn_p, drawn_v = fisher_yates_draw(seed, self.active, k, v)
+        drawn_p, drawn_v = fisher_yates_draw(seed, self.active[:n], k, v)
         proposers, voters, removed = [], [], []
         for a, role in [(a, Role.PROPOSER) for a in drawn_p] + [(a, Role.VOTER) for a in drawn_v]:
             required = self.p["proposerStake"] if role == Role.PROPOSER else self.p["voterStake"]
@@ -273,6 +322,7 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert self.voting.proposersOf(round_id) == proposers
         assert self.voting.votersOf(round_id) == voters
         event(f"open: opened ({len(removed)} removed)")
+        self.draw_snapshot = len(self.active)
         self.current = round_id
         self.rounds[round_id] = ModelRound(
             round_id, seed, (info.proposalDeadline, info.commitDeadline, info.revealDeadline),
@@ -515,10 +565,41 @@ class ProtocolMachine(RuleBasedStateMachine):
             event("settle: a proposal tied")
         if any(0 < expected.slashed[v] < self.p["voterStake"] for v in r.voters):
             event("settle: a voter slashed on some proposals only")
+        anchors = [(e.roundId, e.seedBlock) for e in tx.decode_logs(self.voting.SeedBlockAnchored)]
+        if self.delay:
+            self.seed_block = tx.block_number + self.delay
+            assert anchors == [(round_id + 1, self.seed_block)]
+        else:
+            assert anchors == []
         self.model = expected.model
         r.settled, r.decision, r.accepted_mask = True, expected.decision, expected.accepted_mask
         self.held_model = r.produced_model(self.held_model)
         self.seed, self.salt_mix = r.seed, r.salt_mix
+
+    # ---------------------------------------------------------------- the seed block (flag on)
+    @precondition(lambda self: self.delay)
+    @rule(blocks=st.sampled_from([1, 1, 2, SEED_BLOCK_DELAY, 100, 256, 300]))
+    def mine_blocks(self, blocks):
+        """Blocks go by (and one second each): the seed block is mined, or its hash expires."""
+        ape.chain.mine(blocks)
+
+    @precondition(lambda self: self.delay)
+    @rule(c=st.integers(0, N_CLIENTS - 1))
+    def reanchor(self, c):
+        """Anyone re-anchors the next round's seed block: only between rounds, once its hash expired."""
+        sender, block = self.clients[c], self.next_block()
+        if self.unsettled():
+            with expect_revert(self.voting.RoundPreviousNotSettled, roundId=self.current):
+                self.voting.reanchorSeedBlock(sender=sender, **TX)
+        elif self.seed_status() != "expired":
+            with expect_revert(self.voting.RoundSeedBlockNotExpired, seedBlock=self.seed_block, blockNumber=block):
+                self.voting.reanchorSeedBlock(sender=sender, **TX)
+        else:
+            tx = self.voting.reanchorSeedBlock(sender=sender, **TX)
+            self.seed_block = tx.block_number + self.delay
+            assert [(e.roundId, e.seedBlock) for e in tx.decode_logs(self.voting.SeedBlockAnchored)] == [
+                (self.current + 1, self.seed_block)]
+            event("reanchor")
 
     @precondition(lambda self: self.removed)
     @rule(pick=st.integers(0, 2**16))
@@ -543,6 +624,20 @@ class ProtocolMachine(RuleBasedStateMachine):
         # (ties happen, per proposal and among parent hashes)
         reveal = ["reveal"] * 7 + ["tampered"] + ["silent"] * 2
         if not self.unsettled():
+            newcomers = [i for i, a in enumerate(self.addrs) if a not in self.registered]
+            if plan[1] == 9 and newcomers:  # joins between rounds: drawable from the round after the next
+                self.deposit(newcomers[0], 64)
+            if self.delay:
+                if plan[2] >= 8:  # nobody opens for 256 blocks: the seed block's hash expires
+                    ape.chain.mine(BLOCKHASH_WINDOW + 1)
+                if self.seed_status() == "expired":
+                    if plan[3] >= 8:
+                        self.open_and_check(self.clients[c])  # too late: reverts
+                    self.reanchor(c)
+                if self.seed_status() == "not-reached":
+                    if plan[3] >= 8:
+                        self.open_and_check(self.clients[c])  # too early: reverts
+                    ape.chain.mine(self.seed_block + 1 - self.next_block())
             return self.open_round(c, [propose[x] for x in plan])
         r, state = self.live(), self.next_state()
         waiting = [a for a in r.proposers if a not in r.proposals]
@@ -605,9 +700,11 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert v.currentRoundId == self.current
         assert v.globalModelHash == self.model
         r = self.live()
+        assert v.nextDrawSize == draw_size(self.draw_snapshot, len(self.active))
+        assert v.nextSeed == self.next_seed(v.blockNumber)
+        assert v.nextSeedBlock == (self.seed_block if self.delay and not self.unsettled() else 0)
         if r is None:
             assert v.state == RoundState.NONE
-            assert v.nextSeed == round_seed(self.seed, ZERO32, 1, self.voting.address)
             return
         assert v.state == r.state_at(v.timestamp)
         assert v.state >= self.seen_states.get(r.round_id, RoundState.NONE)  # only moves forward
@@ -615,7 +712,6 @@ class ProtocolMachine(RuleBasedStateMachine):
         info = v.round
         assert info.seed == r.seed
         assert info.saltMix == r.salt_mix
-        assert v.nextSeed == round_seed(r.seed, r.salt_mix, r.round_id + 1, self.voting.address)
         accepts, leading, leading_votes = tally(r.reveals, len(r.proposals))
         assert v.proposalAccepts == accepts
         assert (info.leadingParentHash, info.leadingParentVotes) == (leading, leading_votes)
@@ -630,12 +726,16 @@ class ProtocolMachine(RuleBasedStateMachine):
         assert proposals == [(a, h, s) for a, (h, s) in r.proposals.items()]
 
 
-def test_protocol_matches_model(chain, project, owner, token, accounts):
+@pytest.mark.parametrize("seed_block_delay", [0, SEED_BLOCK_DELAY], ids=["no-seed-block", "seed-block"])
+def test_protocol_matches_model(chain, project, owner, token, accounts, seed_block_delay):
     """Drive random rounds through fresh contracts and compare them to the model after every step."""
+    SEEN.clear()
     clients = [accounts[i] for i in range(3, 3 + N_CLIENTS)]
+    params = {**PARAMS, "seedBlockDelay": seed_block_delay}
     registry = project.StakeRegistry.deploy(token, sender=owner)
     pool = project.ProposalPool.deploy(token, registry, sender=owner)
-    voting = project.VotingRound.deploy(registry, pool, PARAMS, INITIAL_MODEL, sender=owner)
+    voting = project.VotingRound.deploy(registry, pool, params, INITIAL_MODEL, sender=owner)
+    deployed_in = chain.get_receipt(voting.txn_hash).block_number
     registry.bind(voting, pool, sender=owner)
     pool.bind(voting, sender=owner)
     lens = project.ProtocolLens.deploy(sender=owner)
@@ -653,10 +753,14 @@ def test_protocol_matches_model(chain, project, owner, token, accounts):
         chain.provider.make_request("anvil_setBlockTimestampInterval", [1])
     chain.pending_timestamp = chain.pending_timestamp + 10_000_000
     examples = int(EXAMPLES or (10 if embedded else 3))  # anvil: every revert costs a call trace
+    if seed_block_delay and not EXAMPLES:
+        examples = 5 if embedded else 2
 
     ProtocolMachine.token, ProtocolMachine.registry, ProtocolMachine.pool = token, registry, pool
     ProtocolMachine.voting, ProtocolMachine.clients, ProtocolMachine.lens = voting, clients, lens
     ProtocolMachine.prestaked = [c.address for c in clients[:N_PRESTAKED]]
+    ProtocolMachine.params = params
+    ProtocolMachine.deploy_seed_block = deployed_in + seed_block_delay if seed_block_delay else 0
     phases = [Phase.explicit, Phase.reuse, Phase.generate, Phase.target] + ([Phase.shrink] if SHRINK else [])
     try:
         run_state_machine_as_test(

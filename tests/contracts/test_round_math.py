@@ -10,6 +10,8 @@ from protocol_model import (
     TOKEN,
     Decision,
     accept_all,
+    anchored_seed,
+    draw_size,
     is_majority,
     paper_settle_outcome,
     round_seed,
@@ -116,3 +118,17 @@ def test_model__any_ballots__rewards_never_exceed_slashes(data):
     assert outcome.swept >= 0  # the rest (and proposer slashes) goes to the pool
     assert all(outcome.slashed[v] <= DEFAULT_PARAMS["voterStake"] for v in voters)
     assert sum(outcome.rewarded[p] for p in proposers) == outcome.pool_release <= pool
+
+
+@CHAIN
+@given(seed=st.binary(min_size=32, max_size=32), block_hash=st.binary(min_size=32, max_size=32))
+def test_anchored_seed__matches_model(math, seed, block_hash):
+    assert math.anchoredSeed(seed, block_hash) == anchored_seed(seed, block_hash)
+
+
+@pytest.mark.parametrize("snapshot, active, expected", [
+    (0, 0, 0), (0, 5, 5), (1, 5, 5), (2, 5, 2), (5, 5, 5), (4, 9, 4), (6, 5, 5)])
+def test_draw_size__snapshot_unless_below_two(math, snapshot, active, expected):
+    """Round 1 (snapshot 0) and a protocol that ran dry (snapshot 1) draw over the active count now;
+    otherwise the snapshot, never beyond the active count."""
+    assert math.drawSize(snapshot, active) == draw_size(snapshot, active) == expected

@@ -20,6 +20,8 @@ ZERO = "0x0000000000000000000000000000000000000000"
         ("proposalPeriod", 0),
         ("commitPeriod", 0),
         ("revealPeriod", 0),
+        ("seedBlockDelay", 129),  # more than half the 256 readable block hashes
+        ("seedBlockDelay", 2**64 - 1),
     ],
 )
 def test_constructor__param_out_of_range__reverts(project, owner, registry, pool, field, value):
@@ -38,8 +40,9 @@ def test_constructor__zero_contracts__reverts(project, owner, registry, pool):
 def test_constructor__edge_values__accepted(deploy_protocol):
     _, _, voting = deploy_protocol(proposerFractionBps=9_999, maxProposers=1, maxVoters=1, proposerReward=0)
     assert voting.params().proposerFractionBps == 9_999
-    _, _, widest = deploy_protocol(maxProposers=256, maxVoters=65_535)
+    _, _, widest = deploy_protocol(maxProposers=256, maxVoters=65_535, seedBlockDelay=128)
     assert (widest.params().maxProposers, widest.params().maxVoters) == (256, 65_535)
+    assert widest.params().seedBlockDelay == 128
     assert voting.params().proposerReward == 0
 
 

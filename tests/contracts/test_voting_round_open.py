@@ -300,3 +300,57 @@ def test_open_round__sparse_draw__matches_reference_fisher_yates(project, owner,
         chain.restore(snapshot)
     assert seed == round_seed(initial_seed(voting.address, initial_model), ZERO32, 1, voting.address)
     assert actual == apply_draw(seed, active, dict(zip(active, free)), params)
+
+
+# ---------------------------------------------------------------- pinned values (flag off)
+PINNER_KEY = "0x" + keccak(b"stakefl.tests.pinned-seed").hex()
+
+
+def test_seed_and_draw__flag_off__pinned_values(project, accounts, owner, clients):
+    """Rounds 1 and 2 of a deployment at a fixed address (a fresh key deploys it, nonces 0-3) draw
+    with the seeds and pick the clients recorded before `seedBlockDelay` and the draw snapshot
+    existed: with the flag off nothing a simulation sees may change."""
+    from eth_account import Account
+
+    from ape_test.accounts import TestAccountContainer
+
+    pinner = TestAccountContainer.init_test_account(99, Account.from_key(PINNER_KEY).address, PINNER_KEY)
+    owner.transfer(pinner, 10**18)
+    token = project.TestToken.deploy(sender=pinner)
+    registry = project.StakeRegistry.deploy(token, sender=pinner)
+    pool = project.ProposalPool.deploy(token, registry, sender=pinner)
+    params = {**DEFAULT_PARAMS, "maxProposers": 2, "maxVoters": 4}  # 6 of 12 drawn: the draw is a choice
+    voting = project.VotingRound.deploy(registry, pool, params, INITIAL_MODEL, sender=pinner)
+    registry.bind(voting, pool, sender=pinner)
+    pool.bind(voting, sender=pinner)
+    members = clients[:12]
+    for c in members:
+        token.mint(c, 64 * TOKEN, sender=c)
+        token.approve(registry, 64 * TOKEN, sender=c)
+        registry.deposit(64 * TOKEN, sender=c)
+    by_address = {c.address: c for c in members}
+
+    voting.openRound(sender=members[0])
+    first = (voting.getRound(1).seed.hex(), voting.proposersOf(1), voting.votersOf(1))
+    info = voting.getRound(1)
+    ape.chain.pending_timestamp = max(ape.chain.pending_timestamp, info.proposalDeadline)
+    voters = [by_address[v] for v in voting.votersOf(1)]
+    salts = [bytes([0x40 + i]) * 32 for i in range(len(voters))]
+    for v, salt in zip(voters, salts):
+        voting.commitVote(1, voting.commitmentFor(1, v, 0, INITIAL_MODEL, salt), sender=v)
+    ape.chain.pending_timestamp = max(ape.chain.pending_timestamp, info.commitDeadline)
+    for v, salt in zip(voters, salts):
+        voting.revealVote(1, 0, INITIAL_MODEL, salt, sender=v)
+    ape.chain.pending_timestamp = max(ape.chain.pending_timestamp, info.revealDeadline)
+    voting.settle(1, sender=members[0])
+    voting.openRound(sender=members[1])
+    second = (voting.getRound(2).seed.hex(), voting.proposersOf(2), voting.votersOf(2))
+
+    def drawn(proposers, voters):
+        return [clients[i].address for i in proposers], [clients[i].address for i in voters]
+
+    assert voting.address == "0x32131EEdCA99d06a867edF1578Dbc560e2b18f10"
+    assert first == ("cc80183098106acf4d56cbed5aaf2cf7d04d173290c65a5e70285bec28d6e262",
+                     *drawn([2, 8], [4, 10, 11, 5]))
+    assert second == ("3728320a8ca60b929866403ed3415eca774e89690fa54b3069ec6a330c9a51d0",
+                      *drawn([2, 6], [5, 11, 8, 10]))

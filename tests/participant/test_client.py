@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from fl.chain import deployments
 from fl.learning.data import ClientData, DataError, Split
-from fl.participant.client import Participant, phase, turn_delay
+from fl.participant.client import Participant, phase, seed_block_wait, turn_delay
 from fl.participant.data import load_participant_data, write_shard_csv
 from fl.participant.state import ClientConfig, ClientState, ParticipantError
 from fl.simulation.rounds import ZERO_HASH
@@ -66,6 +66,9 @@ class FakeChain:
         self.stakes = {c: {"stake": 64, "locked": 0, "active": True, "removed": False} for c in clients}
         self.sent: list[tuple[str, str, int]] = []
         self.outcomes: dict[tuple[int, str], tuple[bool, int, int]] = {}
+        self.head = 100  # the latest block
+        self.seed_block = 0  # the next round's seed block (0: a deployment without one)
+        self.seed_block_delay = 3
 
     def open(self, proposers: list[str], voters: list[str]) -> int:
         self.current += 1
@@ -187,8 +190,24 @@ class FakeLedger:
         self.chain.stakes[self.address]["stake"] -= amount
         return "0xwithdraw"
 
+    def next_seed_block(self):
+        return self.chain.seed_block
+
+    def head_block(self):
+        return self.chain.head
+
+    def mine_blocks_if_automining(self, blocks):
+        return False  # a chain that makes blocks on its own clock
+
     def open_round(self):
         raise Revert("opening is played by the test")
+
+    def reanchor_seed_block(self):
+        if self.chain.head + 1 <= self.chain.seed_block + 256:
+            raise Revert("RoundSeedBlockNotExpired")
+        self.chain.sent.append((self.address, "reanchor", self.chain.current + 1))
+        self.chain.seed_block = self.chain.head + 1 + self.chain.seed_block_delay
+        return "0xreanchor"
 
     def settle(self, r):
         if self.chain.state(r) != RoundState.SETTLEABLE:
@@ -252,6 +271,60 @@ def test_turn_delay__rotates_with_the_round():
     assert [turn_delay(c, active, 0, 2.0) for c in active] == [0.0, 2.0, 4.0]
     assert [turn_delay(c, active, 1, 2.0) for c in active] == [4.0, 0.0, 2.0]
     assert turn_delay("0x" + "dd" * 20, active, 1, 2.0) is None
+
+
+@pytest.mark.parametrize("seed_block, head, expected", [
+    (0, 5, "open"), (10, 8, "wait"), (10, 9, "wait"), (10, 10, "open"), (10, 265, "open"), (10, 266, "reanchor")])
+def test_seed_block_wait__as_open_round_decides(seed_block, head, expected):
+    """openRound runs in block head + 1: it needs head + 1 > seedBlock and head + 1 <= seedBlock + 256."""
+    assert seed_block_wait(seed_block, head) == expected
+
+
+class RoundSeedBlockNotReached(Revert):
+    """Named like VotingRound's custom error, as Ape names the exception it raises for it."""
+
+
+def test_open__seed_block__waits_quietly_then_opens_and_reanchors_once_expired(world, caplog):
+    opener = world.make(A, 0, turn_seconds=0)
+    opened = []
+    opener.ledger.open_round = lambda: opened.append(world.chain.head) or "0xopen"
+    world.chain.seed_block, world.chain.head = 105, 100
+
+    with caplog.at_level(logging.INFO, logger="stakefl.client"):
+        opener.step()
+        world.chain.head = 103
+        opener.step()
+    assert opened == []
+    assert [r.getMessage() for r in caplog.records] == ["round 1: waiting for seed block 105 before opening"]
+
+    world.chain.head = 105  # the seed block is mined: the next block may open
+    opener.step()
+    assert opened == [105]
+
+    world.chain.head = 105 + 256  # nobody opened: the hash is gone
+    opener.step()
+    assert world.chain.sent == [(A, "reanchor", 1)] and world.chain.seed_block == 105 + 256 + 1 + 3
+    assert opened == [105]
+    opener.step()  # waits for the new seed block
+    assert opened == [105] and world.chain.sent == [(A, "reanchor", 1)]
+
+
+def test_open__seed_block_not_reached_revert__is_a_wait_not_an_error(world, caplog):
+    """A node may answer the head a block early: openRound's RoundSeedBlockNotReached is retried quietly."""
+    opener = world.make(A, 0, turn_seconds=0)
+
+    def too_early():
+        raise RoundSeedBlockNotReached("seedBlock=101, blockNumber=101")
+
+    opener.ledger.open_round = too_early
+    world.chain.seed_block, world.chain.head = 100, 100
+    with caplog.at_level(logging.INFO, logger="stakefl.client"):
+        opener.step()
+        opener.step()
+
+    journal = [json.loads(line) for line in opener.state.journal.read_text().splitlines()]
+    assert [(e["action"], e["status"]) for e in journal] == [("open", "sending"), ("open", "waiting")] * 2
+    assert [r.getMessage() for r in caplog.records] == ["round 1: waiting for seed block 100 before opening"]
 
 
 def test_round__proposer_and_voters_act_once_each(world):
