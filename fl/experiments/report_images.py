@@ -21,6 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from fl.experiments.runs import METHOD_NAMES, fmt, mean_std, tail_mean
+from fl.experiments.sweep import PROTOCOL_MAIN
 
 SWEEP_FILE = "sweep.json"
 
@@ -55,16 +56,16 @@ def tail_table(sweep, metric: str, last: int) -> dict[tuple[str, float], tuple[f
             for m in sweep.methods for ratio in sweep.ratios}
 
 
-def gaps(sweep, metric: str = "test_auroc", last: int | None = None) -> dict[float, float]:
-    """Protocol minus FedAvg with attackers, per malicious ratio (nan when a cell is missing),
-    over the report's table window, or over the last ``last`` rounds."""
-    if not {"protocol", "fedavg-attack"} <= set(sweep.methods):
+def gaps(sweep, metric: str = "test_auroc", last: int | None = None, method: str = "protocol") -> dict[float, float]:
+    """The protocol method `method` minus FedAvg with attackers, per malicious ratio (nan when a
+    cell is missing), over the report's table window, or over the last ``last`` rounds."""
+    if not {method, "fedavg-attack"} <= set(sweep.methods):
         table = {}
     else:
         table = sweep.table(metric) if last is None else tail_table(sweep, metric, last)
     out = {}
     for ratio in sweep.ratios:
-        protocol = table.get(("protocol", ratio), (math.nan,))[0]
+        protocol = table.get((method, ratio), (math.nan,))[0]
         attack = table.get(("fedavg-attack", ratio), (math.nan,))[0]
         out[ratio] = protocol - attack
     return out
@@ -205,14 +206,17 @@ def _computed_lines(sweep, sweeps: Sequence) -> list[str]:
         f"{window}; lending's 100-round runs: the last 50, its Table 3 window):"
     )
     lines.append("")
-    mine = gaps(sweep, last=window)
+    # each protocol method of this sweep against the same method on the IID sweeps (v1 `protocol`
+    # runs and the v2 review rules are different protocols: never compared with each other)
+    methods = [m for m in PROTOCOL_MAIN if m in sweep.methods] or ["protocol"]
     others = [s for s in sweeps if s is not sweep and is_iid(s) and s.main]
-    header = ["malicious ratio", f"gain here ({sweep.task})"] + [f"gain on {s.task} (IID)" for s in others]
+    header = ["malicious ratio"] + [f"gain here ({sweep.task}, {m})" for m in methods] + [
+        f"gain on {s.task} (IID, {m})" for s in others for m in methods]
     rows = []
     for ratio in sweep.ratios:
-        row = [f"{ratio:g}", f"{mine.get(ratio, math.nan):+.3f}"]
+        row = [f"{ratio:g}"] + [f"{gaps(sweep, last=window, method=m).get(ratio, math.nan):+.3f}" for m in methods]
         for other in others:
-            row.append(f"{gaps(other, last=settled_window(other)).get(ratio, math.nan):+.3f}")
+            row += [f"{gaps(other, last=settled_window(other), method=m).get(ratio, math.nan):+.3f}" for m in methods]
         rows.append(row)
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
@@ -221,11 +225,12 @@ def _computed_lines(sweep, sweeps: Sequence) -> list[str]:
         lines += ["No IID sweep in this report: the finding is **not tested** (rebuild the report with the "
                   "lending results folder as well).", ""]
         return lines
-    for other in others:
-        theirs = gaps(other, last=settled_window(other))
+    for other, method in [(o, m) for o in others for m in methods]:
+        mine = gaps(sweep, last=window, method=method)
+        theirs = gaps(other, last=settled_window(other), method=method)
         common = [r for r in sweep.ratios if not math.isnan(mine.get(r, math.nan)) and not math.isnan(theirs.get(r, math.nan))]
         if not common:
-            lines.append(f"- vs `{other.task}`: no common ratios, **not tested**.")
+            lines.append(f"- `{method}` vs `{other.task}`: no common ratios with runs of both, **not tested**.")
             continue
         larger = [r for r in common if mine[r] > theirs[r]]
         mean_mine = float(np.mean([mine[r] for r in common]))
@@ -233,7 +238,7 @@ def _computed_lines(sweep, sweeps: Sequence) -> list[str]:
         verdict = "**holds**" if len(larger) == len(common) else (
             "**does not hold**" if not larger else "**holds at some ratios only**")
         lines.append(
-            f"- vs `{other.task}`: the gain here is larger at {len(larger)} of {len(common)} ratios "
+            f"- `{method}` vs `{other.task}`: the gain here is larger at {len(larger)} of {len(common)} ratios "
             f"(mean gain {mean_mine:+.3f} here vs {mean_theirs:+.3f}): the finding {verdict}."
         )
     lines.append("")

@@ -33,14 +33,14 @@ class FakeSweep:
     """Just what fl.experiments.report_images reads from fl.experiments.report.Sweep: one run per (method, ratio) whose
     AUROC is 0.5 for the first half of its rounds, then the given value."""
 
-    def __init__(self, task, config, protocol, attack, rounds=40):
+    def __init__(self, task, config, protocol, attack, rounds=40, protocol_method="protocol"):
         self.task = task
         self.ratios = sorted(protocol)
-        self.methods = ["fedavg-attack", "protocol"]
+        self.methods = ["fedavg-attack", protocol_method]
         self.rounds = rounds
         self.main = [
             FakeRun(m, config["task"], config, r, [0.5] * (rounds // 2) + [v] * (rounds - rounds // 2))
-            for m, values in (("protocol", protocol), ("fedavg-attack", attack)) for r, v in values.items()
+            for m, values in ((protocol_method, protocol), ("fedavg-attack", attack)) for r, v in values.items()
         ]
 
     def cell(self, method, ratio):
@@ -91,3 +91,17 @@ def test_image_task_lines__no_iid_sweep__not_tested():
     lines = "\n".join(image_task_lines(image, [image]))
 
     assert "**not tested**" in lines
+
+
+def test_image_task_lines__review_rule_compared_only_with_the_same_rule():
+    """A v2 review rule's gain is never set against the v1 `protocol` runs of the IID sweep (it read +nan)."""
+    lending = FakeSweep("lending", LENDING_CONFIG, {0.1: 0.70}, {0.1: 0.69}, rounds=100,
+                        protocol_method="protocol-cosine")
+    iid_v1 = FakeSweep("fmnist-iid", {**IMAGE_CONFIG, "dirichlet_alpha": float("inf")}, {0.1: 0.95}, {0.1: 0.90})
+    image = FakeSweep("fmnist-alpha0.5", IMAGE_CONFIG, {0.1: 0.95}, {0.1: 0.90}, protocol_method="protocol-cosine")
+
+    lines = "\n".join(image_task_lines(image, [lending, iid_v1, image]))
+
+    assert "| 0.1 | +0.050 | +0.010 | +nan |" in lines  # here; lending (same rule); the v1 IID sweep has no cosine runs
+    assert "`protocol-cosine` vs `lending`: the gain here is larger at 1 of 1 ratios" in lines
+    assert "`protocol-cosine` vs `fmnist-iid`: no common ratios with runs of both, **not tested**." in lines
