@@ -256,15 +256,41 @@ def heatmap(cells: Sequence[Cell], defences: Sequence[str], path: Path, title: s
     return path
 
 
+def paired_difference(cells: Sequence[Cell], key: Key, mine: str, other: str, value: str = "auroc") -> tuple[float, float, int]:
+    """Mean and standard deviation over seeds of ``mine - other`` on row ``key``, seed by seed
+    (both columns share each seed's data split, initial model and malicious clients), and the
+    number of seeds both have; (nan, nan, 0) if none."""
+    by_seed: dict[str, dict[int, float]] = {mine: {}, other: {}}
+    for cell in cells:
+        if (cell.attack, cell.ratio) == key and cell.defence in by_seed:
+            by_seed[cell.defence][cell.seed] = getattr(cell, value)
+    differences = [by_seed[mine][s] - by_seed[other][s] for s in sorted(set(by_seed[mine]) & set(by_seed[other]))]
+    differences = [d for d in differences if math.isfinite(d)]
+    if not differences:
+        return math.nan, math.nan, 0
+    return float(np.mean(differences)), float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0, len(differences)
+
+
+def _paired_text(cells: Sequence[Cell], key: Key, mine: str, other: str) -> str:
+    mean, sd, n = paired_difference(cells, key, mine, other)
+    if n < 2:
+        return ""
+    return f" (paired by seed: {mean * 100:+.1f} ± {sd * 100:.1f} points, {n} seeds)"
+
+
 def protocol_losses(cells: Sequence[Cell], defences: Sequence[str]) -> list[str]:
     """Each (protocol column, attack row) whose mean AUROC is below the best chainless robust
-    aggregator's, and the per-proposal target against clean FedAvg at ratio 0.2."""
+    aggregator's (with the seed-by-seed difference), the count at the largest ratio (issue 12:
+    ahead under at least 6 of the 8 proposer attacks at 0.4), and the per-proposal target against
+    clean FedAvg at ratio 0.2."""
     table = grid(cells, "auroc")
     robust = [d for d in defences if d in CHAINLESS_DEFENCES and d != "fedavg"]
     lines = []
     clean = mean_of(table.get(((NO_ATTACK, 0.0), "fedavg"), []))
+    largest = max((c.ratio for c in cells if c.attack != NO_ATTACK), default=math.nan)
     for defence in [d for d in defences if is_protocol(d)]:
         losses, wins, compared = [], 0, 0
+        largest_wins, largest_compared = 0, 0
         for key in row_order(cells):
             if key[0] == NO_ATTACK:
                 continue
@@ -275,13 +301,17 @@ def protocol_losses(cells: Sequence[Cell], defences: Sequence[str]) -> list[str]
                 continue
             best = max(scores, key=scores.get)
             compared += 1
+            largest_compared += key[1] == largest
             if mine < scores[best]:
-                losses.append(f"{row_label(key)}: {mine:.3f} vs {defence_name(best)} {scores[best]:.3f}")
+                losses.append(f"{row_label(key)}: {mine:.3f} vs {defence_name(best)} {scores[best]:.3f}"
+                              + _paired_text(cells, key, defence, best))
             else:
                 wins += 1
+                largest_wins += key[1] == largest
         if compared:
             lines.append(f"- **{defence_name(defence)}** ahead of (or level with) the best chainless robust aggregator in "
-                         f"{wins} of {compared} attacked cells." + (" Behind in: " + "; ".join(losses) + "." if losses else ""))
+                         f"{wins} of {compared} attacked cells; at ratio {largest:g}, under {largest_wins} of "
+                         f"{largest_compared} attacks." + (" Behind in: " + "; ".join(losses) + "." if losses else ""))
         if math.isfinite(clean):
             misses = []
             for key in row_order(cells):
@@ -291,6 +321,24 @@ def protocol_losses(cells: Sequence[Cell], defences: Sequence[str]) -> list[str]
                         misses.append(f"{row_label(key)} {mine:.3f}")
             lines.append(f"  - At ratio 0.2, more than {TARGET_POINTS * 100:.0f} points below clean FedAvg "
                          f"({clean:.3f}): " + (", ".join(misses) if misses else "none") + ".")
+    return lines
+
+
+def backdoor_target_lines(cells: Sequence[Cell], defences: Sequence[str]) -> list[str]:
+    """Issue 12's backdoor target: each protocol column's attack success rate at most a third of
+    FedAvg's, per ratio."""
+    table = grid(cells, "asr")
+    lines = []
+    for ratio in sorted({c.ratio for c in cells if c.attack == "backdoor"}):
+        fedavg = mean_of(table.get((("backdoor", ratio), "fedavg"), []))
+        if not math.isfinite(fedavg):
+            continue
+        for defence in [d for d in defences if is_protocol(d)]:
+            mine = mean_of(table.get((("backdoor", ratio), defence), []))
+            if math.isfinite(mine):
+                met = "met" if mine <= fedavg / 3 else "missed"
+                lines.append(f"- ratio {ratio:g}, {defence_name(defence)}: {mine:.3f} vs FedAvg {fedavg:.3f} "
+                             f"(target at most a third, {fedavg / 3:.3f}: {met})")
     return lines
 
 
@@ -358,6 +406,10 @@ def benchmark_section(results: Path, figures: Path, out: Path) -> list[str]:
         if backdoor:
             lines += ["Backdoor attack success rate (triggered test images classified as the target class):", "",
                       *value_table(backdoor, "asr", defences, seeds), ""]
+            target = backdoor_target_lines(task_cells, defences)
+            if target:
+                lines += ["Backdoor target (issue 12: the protocol's success rate at most a third of FedAvg's):", "",
+                          *target, ""]
         rejection = rejection_table(task_cells, defences)
         if rejection:
             lines += ["Proposals rejected by the protocol (malicious / honest):", "", *rejection, ""]

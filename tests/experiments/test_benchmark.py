@@ -87,7 +87,8 @@ def test_expand_all__every_column_and_the_named_best():
     assert defences == [*CHAINLESS_DEFENCES, PROTOCOL_AGGREGATE, PROTOCOL_PER_PROPOSAL, "protocol-per-proposal+median"]
 
 
-def _write_cell(root: Path, defence: str, attack: str, ratio: float, seed: int, aurocs, rejected=None, summary=None):
+def _write_cell(root: Path, defence: str, attack: str, ratio: float, seed: int, aurocs, rejected=None, summary=None,
+                asr=None):
     folder = root / defence / attack / f"ratio-{ratio:g}" / f"seed-{seed}"
     folder.mkdir(parents=True)
     (folder / "experiment.json").write_text(json.dumps({
@@ -95,13 +96,14 @@ def _write_cell(root: Path, defence: str, attack: str, ratio: float, seed: int, 
         "config": {"task": "lending"}, "review": None, "num_byzantine": 0}))
     (folder / "summary.json").write_text(json.dumps(summary or {}))
     columns = ["round", "decision", "proposers", "malicious_proposers", "test_auroc", "test_accuracy",
-               "malicious_accepted", "malicious_rejected", "honest_accepted", "honest_rejected"]
+               "malicious_accepted", "malicious_rejected", "honest_accepted", "honest_rejected", "attack_success_rate"]
     with open(folder / "metrics.csv", "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns)
         for i, auroc in enumerate(aurocs):
             mal_rej, hon_rej = rejected or (0, 0)
-            writer.writerow([i + 1, "accepted", 10, 2, auroc, 0.9, 2 - mal_rej, mal_rej, 8 - hon_rej, hon_rej])
+            writer.writerow([i + 1, "accepted", 10, 2, auroc, 0.9, 2 - mal_rej, mal_rej, 8 - hon_rej, hon_rej,
+                             "" if asr is None else asr])
 
 
 def test_report__last_half_means_rejections_and_losses(tmp_path):
@@ -166,3 +168,28 @@ def test_run_lock__a_second_process_on_the_same_cell__run_busy(tmp_path):
                 pass
     with _locked(folder):  # released
         pass
+
+
+def test_report__paired_differences_count_at_the_largest_ratio_and_backdoor_target(tmp_path):
+    from fl.experiments.benchmark_report import benchmark_section, load_cells, paired_difference
+
+    # seed 0 is an easy split for both columns, seed 1 a hard one: the means differ by 5 points,
+    # the seed-by-seed differences by 4 and 6
+    for seed, (protocol, median) in enumerate([(0.80, 0.84), (0.50, 0.56)]):
+        _write_cell(tmp_path, "fedavg", NO_ATTACK, 0.0, seed, [0.9, 0.9])
+        _write_cell(tmp_path, "median", "ipm", 0.4, seed, [median, median])
+        _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "ipm", 0.4, seed, [protocol, protocol])
+        _write_cell(tmp_path, "median", "sign_flip", 0.4, seed, [0.5, 0.5])
+        _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "sign_flip", 0.4, seed, [0.7, 0.7])
+    for defence, asr in (("fedavg", 0.9), ("median", 0.8), (PROTOCOL_PER_PROPOSAL, 0.2), (PROTOCOL_AGGREGATE, 0.5)):
+        _write_cell(tmp_path, defence, "backdoor", 0.2, 0, [0.7, 0.7], asr=asr)
+    cells = load_cells(tmp_path)
+
+    mean, sd, n = paired_difference(cells, ("ipm", 0.4), PROTOCOL_PER_PROPOSAL, "median")
+    lines = "\n".join(benchmark_section(tmp_path, tmp_path / "figures", tmp_path))
+
+    assert (mean, n) == (pytest.approx(-0.05), 2) and sd == pytest.approx(0.02 / 2 ** 0.5)  # sd of (-0.04, -0.06)
+    assert "(paired by seed: -5.0 ± 1.4 points, 2 seeds)" in lines
+    assert "at ratio 0.4, under 1 of 2 attacks" in lines
+    assert "0.200 vs FedAvg 0.900 (target at most a third, 0.300: met)" in lines
+    assert "0.500 vs FedAvg 0.900 (target at most a third, 0.300: missed)" in lines
