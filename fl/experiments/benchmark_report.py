@@ -76,6 +76,7 @@ class Cell:
     honest_rejected: int
     review: str | None
     num_byzantine: int
+    network: str = ""  # the protocol run's Ape network (summary.json); "" for chainless runs
 
 
 def _float(value) -> float:
@@ -126,6 +127,7 @@ def load_cells(results: Path) -> list[Cell]:
         if not rows:
             continue
         counts = rejected_counts(rows)
+        summary = json.loads((folder / SUMMARY_FILE).read_text() or "{}")
         cells.append(Cell(
             task=task_label(spec["config"]), defence=spec["defence"], attack=spec["attack"],
             ratio=float(spec["malicious_ratio"]), seed=int(spec["seed"]), rounds=len(rows),
@@ -133,6 +135,7 @@ def load_cells(results: Path) -> list[Cell]:
             asr=last_half_mean(rows, "attack_success_rate"), malicious_proposals=counts[0],
             malicious_rejected=counts[1], honest_proposals=counts[2], honest_rejected=counts[3],
             review=spec.get("review"), num_byzantine=int(spec.get("num_byzantine", 0)),
+            network=str(summary.get("network") or ""),
         ))
     return cells
 
@@ -326,6 +329,7 @@ def benchmark_section(results: Path, figures: Path, out: Path) -> list[str]:
         seeds = len({c.seed for c in task_cells})
         rounds = sorted({c.rounds for c in task_cells})
         reviews = sorted({c.review for c in task_cells if c.review and c.defence != PROTOCOL_AGGREGATE})
+        networks = sorted({c.network for c in task_cells if c.network})
         slug = "".join(ch if ch.isalnum() else "-" for ch in task).strip("-")
         figure = heatmap(task_cells, defences, Path(figures) / f"benchmark-{slug}.png", f"Defence benchmark: {task}")
         lines += [
@@ -334,7 +338,8 @@ def benchmark_section(results: Path, figures: Path, out: Path) -> list[str]:
             f"Generated from `{results}` ({len(task_cells)} runs, {seeds} seed(s), {'/'.join(map(str, rounds))} rounds). "
             "Malicious clients attack as proposers only; votes are honest. Chainless columns: every proposal "
             "accepted, the new model the named aggregator over them (f = floor(ratio x proposers), lowered to "
-            "the rule's precondition). Protocol columns: the stake protocol on the embedded chain, the paper's "
+            "the rule's precondition). Protocol columns: the stake protocol on "
+            + (" and ".join(f"`{n}`" for n in networks) if networks else "a chain") + ", the paper's "
             "vote on the FedAvg of all proposals, or per-proposal review"
             + (f" (`--review {', '.join(reviews)}`)" if reviews else "") + " then FedAvg (or the named "
             "aggregator) over the accepted proposals. Cells: mean over seeds of the mean over the last half "

@@ -87,13 +87,13 @@ def test_expand_all__every_column_and_the_named_best():
     assert defences == [*CHAINLESS_DEFENCES, PROTOCOL_AGGREGATE, PROTOCOL_PER_PROPOSAL, "protocol-per-proposal+median"]
 
 
-def _write_cell(root: Path, defence: str, attack: str, ratio: float, seed: int, aurocs, rejected=None):
+def _write_cell(root: Path, defence: str, attack: str, ratio: float, seed: int, aurocs, rejected=None, summary=None):
     folder = root / defence / attack / f"ratio-{ratio:g}" / f"seed-{seed}"
     folder.mkdir(parents=True)
     (folder / "experiment.json").write_text(json.dumps({
         "benchmark": True, "defence": defence, "attack": attack, "malicious_ratio": ratio, "seed": seed,
         "config": {"task": "lending"}, "review": None, "num_byzantine": 0}))
-    (folder / "summary.json").write_text("{}")
+    (folder / "summary.json").write_text(json.dumps(summary or {}))
     columns = ["round", "decision", "proposers", "malicious_proposers", "test_auroc", "test_accuracy",
                "malicious_accepted", "malicious_rejected", "honest_accepted", "honest_rejected"]
     with open(folder / "metrics.csv", "w", newline="") as fh:
@@ -111,7 +111,8 @@ def test_report__last_half_means_rejections_and_losses(tmp_path):
     _write_cell(tmp_path, "fedavg", NO_ATTACK, 0.0, 0, [0.1, 0.1, 0.8, 0.8])
     _write_cell(tmp_path, "fedavg", "ipm", 0.2, 0, [0.1, 0.1, 0.5, 0.7])
     _write_cell(tmp_path, "median", "ipm", 0.2, 0, [0.1, 0.1, 0.7, 0.7])
-    _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "ipm", 0.2, 0, [0.1, 0.1, 0.6, 0.6], rejected=(2, 1))
+    _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "ipm", 0.2, 0, [0.1, 0.1, 0.6, 0.6], rejected=(2, 1),
+                summary={"network": "ethereum:local:foundry"})
     (tmp_path / "sweep.json").write_text(json.dumps({"sessions": [
         {"started": "2026-11-30T06:00:00+00:00", "wall_seconds": 600, "command": "c", "made": 4, "benchmark": True}]}))
 
@@ -125,6 +126,7 @@ def test_report__last_half_means_rejections_and_losses(tmp_path):
     assert "ipm @ 0.2: 0.600 vs Median 0.700" in lines
     assert "ipm @ 0.2 0.600" in lines  # more than 2 points below clean FedAvg 0.800
     assert "10 min of wall-clock time" in lines
+    assert "the stake protocol on `ethereum:local:foundry`" in lines  # read from the runs, not assumed
     assert (tmp_path / "figures" / "benchmark-lending.png").stat().st_size > 0
     assert best_chainless_aggregator(tmp_path) == "median"
 
