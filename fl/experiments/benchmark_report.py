@@ -38,6 +38,7 @@ DEFENCE_NAMES = {
     "multi_krum": "Multi-Krum", "bulyan": "Bulyan", "centered_clipping": "Centered clipping",
     PROTOCOL_AGGREGATE: "Protocol (paper rule)", PROTOCOL_PER_PROPOSAL: "Protocol (per-proposal)",
 }
+NOTES_FILE = "NOTES.md"  # authored reading of a grid (what was run and why), included verbatim
 TARGET_POINTS = 0.02  # issue 12: per-proposal review within 2 points of clean FedAvg at ratio 0.2
 
 
@@ -393,6 +394,7 @@ def benchmark_section(results: Path, figures: Path, out: Path) -> list[str]:
             "aggregator) over the accepted proposals. Cells: mean over seeds of the mean over the last half "
             "of the rounds, ± the standard deviation over seeds; (n=k) marks cells with fewer seeds.",
             "",
+            *([(Path(results) / NOTES_FILE).read_text().strip(), ""] if (Path(results) / NOTES_FILE).is_file() else []),
             "Test AUROC:",
             "",
             *value_table(task_cells, "auroc", defences, seeds),

@@ -183,6 +183,7 @@ def test_report__paired_differences_count_at_the_largest_ratio_and_backdoor_targ
         _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "sign_flip", 0.4, seed, [0.7, 0.7])
     for defence, asr in (("fedavg", 0.9), ("median", 0.8), (PROTOCOL_PER_PROPOSAL, 0.2), (PROTOCOL_AGGREGATE, 0.5)):
         _write_cell(tmp_path, defence, "backdoor", 0.2, 0, [0.7, 0.7], asr=asr)
+    (tmp_path / "NOTES.md").write_text("Authored: why 20 rounds.\n")
     cells = load_cells(tmp_path)
 
     mean, sd, n = paired_difference(cells, ("ipm", 0.4), PROTOCOL_PER_PROPOSAL, "median")
@@ -191,5 +192,6 @@ def test_report__paired_differences_count_at_the_largest_ratio_and_backdoor_targ
     assert (mean, n) == (pytest.approx(-0.05), 2) and sd == pytest.approx(0.02 / 2 ** 0.5)  # sd of (-0.04, -0.06)
     assert "(paired by seed: -5.0 ± 1.4 points, 2 seeds)" in lines
     assert "at ratio 0.4, under 1 of 2 attacks" in lines
+    assert "\nAuthored: why 20 rounds.\n" in lines  # the grid's NOTES.md, verbatim
     assert "0.200 vs FedAvg 0.900 (target at most a third, 0.300: met)" in lines
     assert "0.500 vs FedAvg 0.900 (target at most a third, 0.300: missed)" in lines
