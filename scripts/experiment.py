@@ -9,7 +9,6 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
 
 import click
@@ -158,7 +157,7 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     from tqdm import tqdm
 
     import fl.experiments.sweep
-    from fl.experiments.sweep import finalize_orphan, is_done, plan_sweep, run_one, update_sweep_log
+    from fl.experiments.sweep import SessionLog, finalize_orphan, is_done, plan_sweep, run_one
 
     if ray_address is None and ctx.get_parameter_source("ray_cpus_per_run") != ParameterSource.DEFAULT:
         raise click.UsageError("--ray-cpus-per-run needs --ray")
@@ -185,37 +184,24 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     click.echo(f"{len(specs)} runs planned, {len(specs) - len(todo)} already done, {len(todo)} to run -> {results}")
     simulate_params = {p.opts[0].lstrip("-") for p in _simulate.cli.params if p.opts}
 
-    session = {
-        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "command": "ape run experiment " + " ".join(sys.argv[sys.argv.index("experiment") + 1:])
-        if "experiment" in sys.argv else " ".join(sys.argv),
-        "planned": len(specs), "already_done": len(specs) - len(todo), "made": 0, "failed": [],
-    }
+    log = SessionLog(results, _command_line(), len(specs), len(specs) - len(todo))
     started = time.perf_counter()
     failures = []
 
-    def save_session():
-        session["wall_seconds"] = round(time.perf_counter() - started, 1)
-        session["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        update_sweep_log(results, session)
-
-    save_session()  # recorded from the start, so a sweep stopped before its first run is listed too
     bar = tqdm(total=len(todo), desc="runs", unit="run", dynamic_ncols=True)
 
     def done(spec, summary=None, error=None):
         label = f"{spec.method} r={spec.ratio:g} s={spec.seed}"
         if error is not None:
             failures.append(label)
-            session["failed"].append(label)
             tqdm.write(f"FAILED {label}: {error}")
         else:
-            session["made"] += 1
             auroc = summary.get("final_test_auroc")
             tqdm.write(f"done {label}: auroc={auroc if auroc is None else round(auroc, 3)} "
                        f"in {summary.get('wall_seconds')} s")
+        log.ran(label, failed=error is not None)
         bar.update(1)
         bar.set_postfix(last=label)
-        save_session()
 
     if ray_address is not None and todo:
         from fl.experiments.ray_backend import RayUnavailable, run_on_ray
@@ -225,11 +211,11 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         except RayUnavailable as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
-            session["interrupted"] = True
+            log.entry["interrupted"] = True
             click.echo("\ninterrupted: finished runs are kept; run the same command to resume")
         finally:
             bar.close()
-            save_session()
+            log.save(final=True)
         if failures:
             raise click.ClickException(f"{len(failures)} runs failed: {', '.join(failures)}; rerun to retry them")
         click.echo(f"sweep done in {time.perf_counter() - started:.0f} s -> {results}")
@@ -252,16 +238,17 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
             except Exception as exc:  # noqa: BLE001 - record it, go on with the other runs
                 done(spec, error=exc)
     except KeyboardInterrupt:
-        session["interrupted"] = True
+        log.entry["interrupted"] = True
         click.echo("\ninterrupted: the running simulations finish their round and write their folders; "
                    "finished runs are kept; run the same command to resume")
     finally:
         pool.shutdown(wait=False, cancel_futures=True)
         baseline_pool.shutdown(wait=False, cancel_futures=True)
         bar.close()
-        save_session()
-    if session.get("interrupted"):
+        log.save(final=True)
+    if log.entry.get("interrupted"):
         raise SystemExit(128 + (stop.signum or signal.SIGINT))  # 130 SIGINT, 143 SIGTERM
+    if failures:
         raise click.ClickException(f"{len(failures)} runs failed: {', '.join(failures)}; rerun to retry them")
     click.echo(f"sweep done in {time.perf_counter() - started:.0f} s -> {results}")
 
@@ -313,6 +300,8 @@ def benchmark(results, defences, attack_names, ratios, num_seeds, best_aggregato
     base = config_from_options(options)
     names = [d.strip() for d in defences.split(",") if d.strip()]
     results = Path(results) if results else Path("results") / f"benchmark-{_task_folder(base)}"
+    stop = _SweepStop()  # SIGTERM/SIGINT: the running simulations finish their round, sweep.json says "interrupted"
+    stop.install()
     try:
         attacks = attacks_for(base.task, None if attack_names is None else
                               [a.strip() for a in attack_names.split(",") if a.strip()])
@@ -321,6 +310,8 @@ def benchmark(results, defences, attack_names, ratios, num_seeds, best_aggregato
                       per_proposal_review=per_proposal_review,
                       simulate_params={p.opts[0].lstrip("-") for p in _simulate.cli.params if p.opts},
                       command=_command_line(), echo=click.echo)
+    except KeyboardInterrupt:
+        raise SystemExit(128 + (stop.signum or signal.SIGINT)) from None  # 130 SIGINT, 143 SIGTERM
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     except RuntimeError as exc:

@@ -404,11 +404,10 @@ def run_benchmark(
     no Ape), then the protocol ones (``jobs`` ``ape run simulate`` processes). Returns the failures.
     Every session is logged in ``<results>/sweep.json`` (its wall time goes to the report)."""
     from concurrent.futures import ThreadPoolExecutor, as_completed
-    from datetime import datetime, timezone
 
     from tqdm import tqdm
 
-    from fl.experiments.sweep import update_sweep_log
+    from fl.experiments.sweep import SessionLog
 
     results = Path(results)
     defences = expand_defences(defences, best_aggregator, results, base.task)
@@ -416,30 +415,18 @@ def run_benchmark(
     todo = [s for s in specs if not is_done(s.folder(results))]
     results.mkdir(parents=True, exist_ok=True)
     echo(f"{len(specs)} runs planned, {len(specs) - len(todo)} already done, {len(todo)} to run -> {results}")
-    session = {"started": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
-               "planned": len(specs), "already_done": len(specs) - len(todo), "made": 0, "failed": [],
-               "benchmark": True}
+    log = SessionLog(results, command, len(specs), len(specs) - len(todo), benchmark=True)
     started = time.perf_counter()
     failures: list[str] = []
-
-    def save_session() -> None:
-        session["wall_seconds"] = round(time.perf_counter() - started, 1)
-        session["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        update_sweep_log(results, session)
-
-    save_session()
     bar = tqdm(total=len(todo), desc="benchmark", unit="run", dynamic_ncols=True)
 
     def done(spec: BenchSpec, summary: dict | None = None, error: Exception | None = None) -> None:
         if error is not None:
             failures.append(spec.label())
-            session["failed"].append(spec.label())
             tqdm.write(f"FAILED {spec.label()}: {error}")
-        else:
-            session["made"] += 1
+        log.ran(spec.label(), failed=error is not None)
         bar.update(1)
         bar.set_postfix_str(spec.label())
-        save_session()
 
     chainless = [s for s in todo if not is_protocol(s.defence)]
     on_chain = [s for s in todo if is_protocol(s.defence)]
@@ -458,11 +445,12 @@ def run_benchmark(
                     except Exception as exc:  # noqa: BLE001 - record it, go on with the others
                         done(futures[future], error=exc)
     except KeyboardInterrupt:
-        session["interrupted"] = True
+        log.entry["interrupted"] = True
         echo("\ninterrupted: finished runs are kept; run the same command to resume")
+        raise
     finally:
         bar.close()
-        save_session()
+        log.save(final=True)
     if failures:
         raise RuntimeError(f"{len(failures)} runs failed: {', '.join(failures[:10])}; rerun to retry them")
     echo(f"benchmark done in {time.perf_counter() - started:.0f} s -> {results}")

@@ -32,6 +32,7 @@ from fl.experiments.benchmark import (
     SUMMARY_FILE,
     is_protocol,
 )
+from fl.experiments.sweep import session_outcome
 
 DEFENCE_NAMES = {
     "fedavg": "FedAvg", "median": "Median", "trimmed_mean": "Trimmed mean", "krum": "Krum",
@@ -359,8 +360,7 @@ def wall_time_lines(results: Path) -> list[str]:
              "(2 shared CPU cores, other jobs running: pessimistic)."]
     for s in sessions:
         lines.append(f"  - `{s.get('command')}`: started {s.get('started')}, {s.get('wall_seconds', 0) / 60:.0f} min, "
-                     f"{s.get('made', 0)} runs made" + (f", {len(s['failed'])} failed" if s.get("failed") else "")
-                     + (", interrupted" if s.get("interrupted") else ""))
+                     f"{s.get('made', 0)} runs made" + session_outcome(s))
     return lines
 
 

@@ -46,7 +46,7 @@ from fl.experiments.runs import (
     removal_rounds,
     tail_mean,
 )
-from fl.experiments.sweep import SWEEP_FILE
+from fl.experiments.sweep import SWEEP_FILE, session_outcome
 
 CLAIM_TOLERANCE = 0.01  # "within 1 point"
 NOTES_FILE = "NOTES.md"
@@ -475,9 +475,7 @@ def sweep_time_lines(folders: Sequence[Path]) -> list[str]:
                      f"{busy / 60:.0f} min of wall-clock time while any of them ran.")
         for s in sessions:
             lines.append(f"  - `{s['command']}` — started {s['started']}, {s.get('wall_seconds', 0) / 60:.0f} min, "
-                         f"{s.get('made', 0)} runs made"
-                         + (f", {len(s['failed'])} failed" if s.get("failed") else "")
-                         + (", interrupted" if s.get("interrupted") else ""))
+                         f"{s.get('made', 0)} runs made" + session_outcome(s))
     return lines
 
 

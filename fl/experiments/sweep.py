@@ -343,6 +343,46 @@ def _round_of(block: int, block_round: list[tuple[int, int]]) -> int | None:
     return current
 
 
+class SessionLog:
+    """One sweep or benchmark session's entry in <results>/sweep.json, rewritten after every run.
+
+    "finished" is written only when the session ends: done, failed, or stopped by a signal it
+    handles (then also "interrupted": true). A session killed outright (kill -9) keeps only
+    "last_saved", the time of its last run, so it never reads as finished.
+    """
+
+    def __init__(self, results: Path, command: str, planned: int, already_done: int, **extra):
+        from datetime import datetime, timezone
+
+        self._now = lambda: datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self.results = Path(results)
+        self._started = time.perf_counter()
+        self.entry = {"started": self._now(), "command": command, "planned": planned, "already_done": already_done,
+                      "made": 0, "failed": [], **extra}
+        self.save()  # recorded from the start, so a session stopped before its first run is listed too
+
+    def ran(self, label: str, failed: bool = False) -> None:
+        if failed:
+            self.entry["failed"].append(label)
+        else:
+            self.entry["made"] += 1
+        self.save()
+
+    def save(self, final: bool = False) -> None:
+        self.entry["wall_seconds"] = round(time.perf_counter() - self._started, 1)
+        self.entry["last_saved"] = self._now()
+        if final:
+            self.entry["finished"] = self.entry["last_saved"]
+        update_sweep_log(self.results, self.entry)
+
+
+def session_outcome(entry: dict) -> str:
+    """How a sweep.json session ended, for the reports: ", 2 failed, interrupted" or ""."""
+    return ((f", {len(entry['failed'])} failed" if entry.get("failed") else "")
+            + (", interrupted" if entry.get("interrupted") else "")
+            + (", killed (no end recorded)" if "finished" not in entry and "last_saved" in entry else ""))
+
+
 def update_sweep_log(results: Path, entry: dict) -> None:
     """Add or update one session (command, start, end, runs made) in <results>/sweep.json.
 

@@ -204,3 +204,15 @@ def test_plan_sweep__seed_by_seed_with_extras_only_where_asked():
     assert by_method["protocol-pstake4"].proposer_stake == 4 and by_method["protocol-pstake4"].rounds == 50
     assert by_method["protocol-vote-auroc"].score == "auroc" and by_method["protocol-vote-auroc"].rounds == 100
     assert [s.method for s in extras_only] == ["protocol-voters", "protocol-pstake16"]
+
+
+def test_sweep__a_failed_run__nonzero_exit_naming_it(tmp_path):
+    results = tmp_path / "lending"
+    failed = _ape("sweep", "--results", str(results), "--methods", "fedavg-clean", "--ratios", "0.3", "--seeds", "1",
+                  "--survival-stakes", "", "--voter-ratio", "0", "--clients", "5", "--rounds", "1",
+                  "--data-file", str(tmp_path / "missing.csv"))
+
+    assert failed.returncode != 0, failed.stdout[-2000:]
+    assert "1 runs failed: fedavg-clean r=0 s=0" in failed.stderr  # the clean baseline runs at ratio 0
+    session = json.loads((results / "sweep.json").read_text())["sessions"][-1]
+    assert session["failed"] == ["fedavg-clean r=0 s=0"] and "finished" in session

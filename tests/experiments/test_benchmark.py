@@ -116,7 +116,10 @@ def test_report__last_half_means_rejections_and_losses(tmp_path):
     _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "ipm", 0.2, 0, [0.1, 0.1, 0.6, 0.6], rejected=(2, 1),
                 summary={"network": "ethereum:local:foundry"})
     (tmp_path / "sweep.json").write_text(json.dumps({"sessions": [
-        {"started": "2026-11-30T06:00:00+00:00", "wall_seconds": 600, "command": "c", "made": 4, "benchmark": True}]}))
+        {"started": "2026-11-30T06:00:00+00:00", "wall_seconds": 600, "command": "c", "made": 4, "benchmark": True,
+         "finished": "2026-11-30T06:10:00+00:00"},
+        {"started": "2026-11-30T07:00:00+00:00", "wall_seconds": 60, "command": "k", "made": 0, "benchmark": True,
+         "last_saved": "2026-11-30T07:01:00+00:00"}]}))
 
     cells = {(c.defence, c.attack): c for c in load_cells(tmp_path)}
     lines = "\n".join(benchmark_section(tmp_path, tmp_path / "figures", tmp_path))
@@ -127,7 +130,9 @@ def test_report__last_half_means_rejections_and_losses(tmp_path):
     assert "100% / 12%" in lines  # 8 of 8 malicious, 4 of 32 honest proposals rejected
     assert "ipm @ 0.2: 0.600 vs Median 0.700" in lines
     assert "ipm @ 0.2 0.600" in lines  # more than 2 points below clean FedAvg 0.800
-    assert "10 min of wall-clock time" in lines
+    assert "11 min of wall-clock time" in lines
+    assert "`c`: started 2026-11-30T06:00:00+00:00, 10 min, 4 runs made\n" in lines + "\n"
+    assert "`k`: started 2026-11-30T07:00:00+00:00, 1 min, 0 runs made, killed (no end recorded)" in lines
     assert "the stake protocol on `ethereum:local:foundry`" in lines  # read from the runs, not assumed
     assert (tmp_path / "figures" / "benchmark-lending.png").stat().st_size > 0
     assert best_chainless_aggregator(tmp_path) == "median"

@@ -184,3 +184,42 @@ def test_resume_on_another_network__refused_with_the_command_that_resumes_it(tmp
     message = str(error.value)
     assert "\n" not in message
     assert f"ape run simulate --resume {folder} --network ethereum:local:foundry" in message
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL])
+def test_stopped_benchmark__sweep_json_says_so(tmp_path, signum):
+    """SIGTERM: exit 143, the session marked interrupted and finished; kill -9: no "finished" (it
+    had said finished at its last run's time, as if the session had ended there)."""
+    results = tmp_path / "results"
+    log = open(tmp_path / "bench.log", "w")
+    proc = subprocess.Popen(
+        [APE, "run", "experiment", "benchmark", "--task", "lending", "--clients", "5", "--rounds", "100000",
+         "--defences", "fedavg", "--attacks", "none", "--seeds", "1", "--results", str(results)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    while not any(committed_rounds(p.parent) >= 2 for p in results.rglob("metrics.csv")):
+        assert proc.poll() is None, (tmp_path / "bench.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, (tmp_path / "bench.log").read_text()[-3000:]
+        time.sleep(0.05)
+
+    if signum == signal.SIGKILL:
+        os.killpg(proc.pid, signum)  # the whole group, as a stopped queue is
+    else:
+        proc.send_signal(signum)
+    try:
+        code = finish(proc)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)  # leave no worker behind
+        except ProcessLookupError:
+            pass
+
+    session = json.loads((results / "sweep.json").read_text())["sessions"][-1]
+    assert session["made"] == 0 and session["planned"] == 1
+    if signum == signal.SIGTERM:
+        assert code == 143, (tmp_path / "bench.log").read_text()[-3000:]
+        assert session.get("interrupted") is True and "finished" in session
+    else:
+        assert "finished" not in session and "last_saved" in session
