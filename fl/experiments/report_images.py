@@ -71,6 +71,11 @@ def gaps(sweep, metric: str = "test_auroc", last: int | None = None, method: str
     return out
 
 
+def _signed(gain: float | None) -> str:
+    """A gain cell: "+0.012", or "not run" where the sweep has no runs at that ratio."""
+    return "not run" if gain is None or not math.isfinite(gain) else f"{gain:+.3f}"
+
+
 def _results_folder(sweep) -> Path | None:
     """<results> of a run folder <results>/<method>/ratio-<r>/seed-<s>."""
     if not sweep.main:
@@ -214,9 +219,9 @@ def _computed_lines(sweep, sweeps: Sequence) -> list[str]:
         f"gain on {s.task} (IID, {m})" for s in others for m in methods]
     rows = []
     for ratio in sweep.ratios:
-        row = [f"{ratio:g}"] + [f"{gaps(sweep, last=window, method=m).get(ratio, math.nan):+.3f}" for m in methods]
+        row = [f"{ratio:g}"] + [_signed(gaps(sweep, last=window, method=m).get(ratio)) for m in methods]
         for other in others:
-            row += [f"{gaps(other, last=settled_window(other), method=m).get(ratio, math.nan):+.3f}" for m in methods]
+            row += [_signed(gaps(other, last=settled_window(other), method=m).get(ratio)) for m in methods]
         rows.append(row)
     lines += ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
