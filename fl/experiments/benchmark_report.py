@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
@@ -379,10 +380,11 @@ def benchmark_section(results: Path, figures: Path, out: Path) -> list[str]:
         rounds = sorted({c.rounds for c in task_cells})
         reviews = sorted({c.review for c in task_cells if c.review and c.defence != PROTOCOL_AGGREGATE})
         networks = sorted({c.network for c in task_cells if c.network})
-        slug = "".join(ch if ch.isalnum() else "-" for ch in task).strip("-")
-        figure = heatmap(task_cells, defences, Path(figures) / f"benchmark-{slug}.png", f"Defence benchmark: {task}")
+        label = f"{task}, {max(rounds)} rounds"  # one task may have grids of several horizons
+        slug = re.sub(r"[^0-9a-z]+", "-", label.lower()).strip("-")
+        figure = heatmap(task_cells, defences, Path(figures) / f"benchmark-{slug}.png", f"Defence benchmark: {label}")
         lines += [
-            f"## Defence benchmark (issue 12): {task}",
+            f"## Defence benchmark (issue 12): {label}",
             "",
             f"Generated from `{results}` ({len(task_cells)} runs, {seeds} seed(s), {'/'.join(map(str, rounds))} rounds). "
             "Malicious clients attack as proposers only; votes are honest. Chainless columns: every proposal "
@@ -416,7 +418,7 @@ def benchmark_section(results: Path, figures: Path, out: Path) -> list[str]:
         if rejection:
             lines += ["Proposals rejected by the protocol (malicious / honest):", "", *rejection, ""]
         relative = figure.relative_to(out).as_posix() if figure.is_relative_to(out) else figure.as_posix()
-        lines += [f"![Defence benchmark heatmap, {task}]({relative})", ""]
+        lines += [f"![Defence benchmark heatmap, {label}]({relative})", ""]
         losses = protocol_losses(task_cells, defences)
         if losses:
             lines += ["Where the protocol is behind:", "", *losses, ""]

@@ -134,7 +134,7 @@ def test_report__last_half_means_rejections_and_losses(tmp_path):
     assert "`c`: started 2026-11-30T06:00:00+00:00, 10 min, 4 runs made\n" in lines + "\n"
     assert "`k`: started 2026-11-30T07:00:00+00:00, 1 min, 0 runs made, killed (no end recorded)" in lines
     assert "the stake protocol on `ethereum:local:foundry`" in lines  # read from the runs, not assumed
-    assert (tmp_path / "figures" / "benchmark-lending.png").stat().st_size > 0
+    assert (tmp_path / "figures" / "benchmark-lending-4-rounds.png").stat().st_size > 0
     assert best_chainless_aggregator(tmp_path) == "median"
 
 
@@ -200,3 +200,22 @@ def test_report__paired_differences_count_at_the_largest_ratio_and_backdoor_targ
     assert "\nAuthored: why 20 rounds.\n" in lines  # the grid's NOTES.md, verbatim
     assert "0.200 vs FedAvg 0.900 (target at most a third, 0.300: met)" in lines
     assert "0.500 vs FedAvg 0.900 (target at most a third, 0.300: missed)" in lines
+
+
+def test_report__two_grids_of_one_task__own_heading_and_figure(tmp_path):
+    """A longer-horizon grid of the same task must not overwrite the other's heatmap."""
+    from fl.experiments.benchmark_report import benchmark_section
+
+    short, long = tmp_path / "benchmark-lending", tmp_path / "benchmark-lending-100"
+    for root, aurocs in ((short, [0.5, 0.6]), (long, [0.5, 0.6, 0.7, 0.8])):
+        _write_cell(root, "fedavg", NO_ATTACK, 0.0, 0, aurocs)
+        _write_cell(root, "median", "ipm", 0.4, 0, aurocs)
+    figures = tmp_path / "figures"
+
+    first = "\n".join(benchmark_section(short, figures, tmp_path))
+    second = "\n".join(benchmark_section(long, figures, tmp_path))
+
+    assert "## Defence benchmark (issue 12): lending, 2 rounds" in first
+    assert "## Defence benchmark (issue 12): lending, 4 rounds" in second
+    assert "(figures/benchmark-lending-2-rounds.png)" in first and "(figures/benchmark-lending-4-rounds.png)" in second
+    assert (figures / "benchmark-lending-2-rounds.png").is_file() and (figures / "benchmark-lending-4-rounds.png").is_file()
