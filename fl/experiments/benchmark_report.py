@@ -230,6 +230,21 @@ def rejection_table(cells: Sequence[Cell], defences: Sequence[str]) -> list[str]
     return md_table(["attack @ ratio", *(defence_name(d) for d in protocol)], rows)
 
 
+def draw_share_table(cells: Sequence[Cell], defences: Sequence[str]) -> list[str]:
+    """Malicious proposals / all proposals per attacked row and column, over its seeds: the draw
+    a cell's score depends on (chainless columns draw their proposers without the contract)."""
+    sums: dict[tuple[Key, str], list[int]] = defaultdict(lambda: [0, 0])
+    for c in cells:
+        if c.attack != NO_ATTACK:
+            s = sums[((c.attack, c.ratio), c.defence)]
+            s[0] += c.malicious_proposals
+            s[1] += c.malicious_proposals + c.honest_proposals
+    rows = [[row_label(key)] + [f"{100 * s[0] / s[1]:.0f}%" if (s := sums.get((key, d))) and s[1] else "—"
+                                for d in defences]
+            for key in row_order([c for c in cells if c.attack != NO_ATTACK])]
+    return md_table(["attack @ ratio", *(defence_name(d) for d in defences)], rows) if rows else []
+
+
 def heatmap(cells: Sequence[Cell], defences: Sequence[str], path: Path, title: str) -> Path:
     import matplotlib
 
@@ -417,6 +432,11 @@ def benchmark_section(results: Path, figures: Path, out: Path) -> list[str]:
         rejection = rejection_table(task_cells, defences)
         if rejection:
             lines += ["Proposals rejected by the protocol (malicious / honest):", "", *rejection, ""]
+        shares = draw_share_table(task_cells, defences)
+        if shares:
+            lines += ["Attackers' share of the proposals (malicious / all proposals over the seeds: the chainless "
+                      "columns draw their proposers with their own generator, the protocol columns with the "
+                      "contract's draw, so one seed's columns need not face the same share):", "", *shares, ""]
         relative = figure.relative_to(out).as_posix() if figure.is_relative_to(out) else figure.as_posix()
         lines += [f"![Defence benchmark heatmap, {label}]({relative})", ""]
         losses = protocol_losses(task_cells, defences)

@@ -219,3 +219,29 @@ def test_report__two_grids_of_one_task__own_heading_and_figure(tmp_path):
     assert "## Defence benchmark (issue 12): lending, 4 rounds" in second
     assert "(figures/benchmark-lending-2-rounds.png)" in first and "(figures/benchmark-lending-4-rounds.png)" in second
     assert (figures / "benchmark-lending-2-rounds.png").is_file() and (figures / "benchmark-lending-4-rounds.png").is_file()
+
+
+def test_report__attackers_share_of_the_proposals_per_column(tmp_path):
+    """Chainless and protocol columns draw their proposers differently: the report shows each
+    column's share of attackers among the proposals, the draw a cell's score depends on."""
+    from fl.experiments.benchmark_report import benchmark_section, draw_share_table, load_cells
+
+    _write_cell(tmp_path, "fedavg", NO_ATTACK, 0.0, 0, [0.5, 0.6])
+    _write_cell(tmp_path, "fedavg", "ipm", 0.4, 0, [0.5, 0.6])  # 2 of 10 a round: 20%
+    _write_cell(tmp_path, "fedavg", "ipm", 0.4, 1, [0.5, 0.6])
+    _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "ipm", 0.4, 0, [0.5, 0.6], rejected=(1, 0))
+    folder = tmp_path / PROTOCOL_PER_PROPOSAL / "ipm" / "ratio-0.4" / "seed-0" / "metrics.csv"
+    text = folder.read_text().splitlines()
+    header = text[0].split(",")
+    rows = [dict(zip(header, line.split(","))) for line in text[1:]]
+    for row in rows:  # 4 of 10 malicious in this cell
+        row.update(malicious_accepted="3", malicious_rejected="1", honest_accepted="6", honest_rejected="0")
+    folder.write_text("\n".join([",".join(header)] + [",".join(r[h] for h in header) for r in rows]) + "\n")
+
+    cells = load_cells(tmp_path)
+    table = draw_share_table(cells, ["fedavg", PROTOCOL_PER_PROPOSAL])
+
+    assert table[0] == "| attack @ ratio | FedAvg | Protocol (per-proposal) |"
+    assert "| ipm @ 0.4 | 20% | 40% |" in table
+    assert not any(line.startswith("| none") for line in table)
+    assert "Attackers' share of the proposals" in "\n".join(benchmark_section(tmp_path, tmp_path / "f", tmp_path))
