@@ -330,7 +330,7 @@ def protocol_losses(cells: Sequence[Cell], defences: Sequence[str]) -> list[str]
             lines.append(f"- **{defence_name(defence)}** ahead of (or level with) the best chainless robust aggregator in "
                          f"{wins} of {compared} attacked cells; at ratio {largest:g}, under {largest_wins} of "
                          f"{largest_compared} attacks." + (" Behind in: " + "; ".join(losses) + "." if losses else ""))
-        if math.isfinite(clean):
+        if math.isfinite(clean) and any(c.ratio == 0.2 and c.defence == defence for c in cells):
             misses = []
             for key in row_order(cells):
                 if key[0] != NO_ATTACK and key[1] == 0.2:

@@ -245,3 +245,17 @@ def test_report__attackers_share_of_the_proposals_per_column(tmp_path):
     assert "| ipm @ 0.4 | 20% | 40% |" in table
     assert not any(line.startswith("| none") for line in table)
     assert "Attackers' share of the proposals" in "\n".join(benchmark_section(tmp_path, tmp_path / "f", tmp_path))
+
+
+def test_report__grid_without_ratio_02__no_verdict_on_it(tmp_path):
+    """A grid of ratio 0.4 only must not say "none" are below clean FedAvg at 0.2: it ran none there."""
+    from fl.experiments.benchmark_report import benchmark_section
+
+    _write_cell(tmp_path, "fedavg", NO_ATTACK, 0.0, 0, [0.8, 0.8])
+    _write_cell(tmp_path, "median", "ipm", 0.4, 0, [0.7, 0.7])
+    _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "ipm", 0.4, 0, [0.75, 0.75])
+
+    lines = "\n".join(benchmark_section(tmp_path, tmp_path / "f", tmp_path))
+
+    assert "under 1 of 1 attacks" in lines
+    assert "At ratio 0.2" not in lines
