@@ -436,7 +436,8 @@ def run_benchmark(
             for label, error in run_chainless_processes(chainless, results, jobs):
                 done(by_label[label], error=None if error is None else RuntimeError(error))
         if on_chain:
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
+            pool = ThreadPoolExecutor(max_workers=jobs)
+            try:
                 futures = {pool.submit(run_protocol_cell, s, results, network, set(simulate_params)): s
                            for s in on_chain}
                 for future in as_completed(futures):
@@ -444,6 +445,8 @@ def run_benchmark(
                         done(futures[future], future.result())
                     except Exception as exc:  # noqa: BLE001 - record it, go on with the others
                         done(futures[future], error=exc)
+            finally:  # stopped: the running simulations write their folders, the queued ones never start
+                pool.shutdown(wait=True, cancel_futures=True)
     except KeyboardInterrupt:
         log.entry["interrupted"] = True
         echo("\ninterrupted: finished runs are kept; run the same command to resume")

@@ -223,3 +223,35 @@ def test_stopped_benchmark__sweep_json_says_so(tmp_path, signum):
         assert session.get("interrupted") is True and "finished" in session
     else:
         assert "finished" not in session and "last_saved" in session
+
+
+def test_sigterm_to_benchmark__queued_protocol_runs_do_not_start(tmp_path):
+    """After SIGTERM the running simulation writes its folder and no queued one starts."""
+    results = tmp_path / "results"
+    log = open(tmp_path / "bench.log", "w")
+    proc = subprocess.Popen(
+        [APE, "run", "experiment", "benchmark", "--task", "lending", "--clients", "5", "--rounds", "500",
+         "--defences", "protocol-aggregate", "--attacks", "none,ipm", "--ratios", "0.4", "--seeds", "1",
+         "--results", str(results)],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 600
+    while not any(committed_rounds(p.parent) >= 2 for p in results.rglob("progress.json")):
+        assert proc.poll() is None, (tmp_path / "bench.log").read_text()[-3000:]
+        assert time.monotonic() < deadline, (tmp_path / "bench.log").read_text()[-3000:]
+        time.sleep(0.05)
+
+    proc.send_signal(signal.SIGTERM)
+    try:
+        code = finish(proc)
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    assert code == 143, (tmp_path / "bench.log").read_text()[-3000:]
+    started = [p.parent for p in results.rglob("progress.json")]
+    assert len(started) == 1, started  # the second cell never started
+    assert json.loads((started[0] / "summary.json").read_text())["interrupted"] is True
