@@ -69,6 +69,22 @@ def finish(proc: subprocess.Popen, timeout: float = 300) -> int:
         raise
 
 
+def start_experiment(log_path: Path, *args: str, new_session: bool = False) -> subprocess.Popen:
+    """`ape run experiment ARGS` in the background, its output in log_path."""
+    return subprocess.Popen([APE, "run", "experiment", *args], cwd=ROOT, stdout=open(log_path, "w"),
+                            stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                            start_new_session=new_session)
+
+
+def wait_for_a_run(proc: subprocess.Popen, results: Path, log_path: Path, marker: str, rounds: int = 2) -> None:
+    """Until a run folder under results (found by its `marker` file) holds `rounds` committed rounds."""
+    deadline = time.monotonic() + 600
+    while not any(committed_rounds(p.parent) >= rounds for p in results.rglob(marker)):
+        assert proc.poll() is None, log_path.read_text()[-3000:]
+        assert time.monotonic() < deadline, log_path.read_text()[-3000:]
+        time.sleep(0.05)
+
+
 def events_of(folder: Path) -> list[dict]:
     return [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
 
@@ -148,17 +164,10 @@ def test_resume__altered_recorded_round__refused_and_folder_unchanged(tmp_path):
 
 def test_sigterm_to_experiment_sweep__the_running_simulation_writes_its_folder(tmp_path):
     results = tmp_path / "results"
-    log = open(tmp_path / "sweep.log", "w")
-    proc = subprocess.Popen(
-        [APE, "run", "experiment", "sweep", "--results", str(results), "--methods", "protocol", "--ratios", "0.2",
-         "--seeds", "1", "--survival-stakes", "", "--voter-ratio", "0", "--clients", "5", "--rounds", "500"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )
-    deadline = time.monotonic() + 600
-    while not any(committed_rounds(p.parent) >= 2 for p in results.rglob("progress.json")):
-        assert proc.poll() is None, (tmp_path / "sweep.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, (tmp_path / "sweep.log").read_text()[-3000:]
-        time.sleep(0.05)
+    proc = start_experiment(tmp_path / "sweep.log", "sweep", "--results", str(results), "--methods", "protocol",
+                            "--ratios", "0.2", "--seeds", "1", "--survival-stakes", "", "--voter-ratio", "0",
+                            "--clients", "5", "--rounds", "500")
+    wait_for_a_run(proc, results, tmp_path / "sweep.log", "progress.json")
 
     proc.send_signal(signal.SIGTERM)
     code = finish(proc)
@@ -191,18 +200,10 @@ def test_stopped_benchmark__sweep_json_says_so(tmp_path, signum):
     """SIGTERM: exit 143, the session marked interrupted and finished; kill -9: no "finished" (it
     had said finished at its last run's time, as if the session had ended there)."""
     results = tmp_path / "results"
-    log = open(tmp_path / "bench.log", "w")
-    proc = subprocess.Popen(
-        [APE, "run", "experiment", "benchmark", "--task", "lending", "--clients", "5", "--rounds", "100000",
-         "--defences", "fedavg", "--attacks", "none", "--seeds", "1", "--results", str(results)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 600
-    while not any(committed_rounds(p.parent) >= 2 for p in results.rglob("metrics.csv")):
-        assert proc.poll() is None, (tmp_path / "bench.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, (tmp_path / "bench.log").read_text()[-3000:]
-        time.sleep(0.05)
+    proc = start_experiment(tmp_path / "bench.log", "benchmark", "--task", "lending", "--clients", "5", "--rounds",
+                            "100000", "--defences", "fedavg", "--attacks", "none", "--seeds", "1",
+                            "--results", str(results), new_session=True)
+    wait_for_a_run(proc, results, tmp_path / "bench.log", "metrics.csv")
 
     if signum == signal.SIGKILL:
         os.killpg(proc.pid, signum)  # the whole group, as a stopped queue is
@@ -228,19 +229,10 @@ def test_stopped_benchmark__sweep_json_says_so(tmp_path, signum):
 def test_sigterm_to_benchmark__queued_protocol_runs_do_not_start(tmp_path):
     """After SIGTERM the running simulation writes its folder and no queued one starts."""
     results = tmp_path / "results"
-    log = open(tmp_path / "bench.log", "w")
-    proc = subprocess.Popen(
-        [APE, "run", "experiment", "benchmark", "--task", "lending", "--clients", "5", "--rounds", "500",
-         "--defences", "protocol-aggregate", "--attacks", "none,ipm", "--ratios", "0.4", "--seeds", "1",
-         "--results", str(results)],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "PYTHONPATH": str(ROOT)},
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 600
-    while not any(committed_rounds(p.parent) >= 2 for p in results.rglob("progress.json")):
-        assert proc.poll() is None, (tmp_path / "bench.log").read_text()[-3000:]
-        assert time.monotonic() < deadline, (tmp_path / "bench.log").read_text()[-3000:]
-        time.sleep(0.05)
+    proc = start_experiment(tmp_path / "bench.log", "benchmark", "--task", "lending", "--clients", "5", "--rounds",
+                            "500", "--defences", "protocol-aggregate", "--attacks", "none,ipm", "--ratios", "0.4",
+                            "--seeds", "1", "--results", str(results), new_session=True)
+    wait_for_a_run(proc, results, tmp_path / "bench.log", "progress.json")
 
     proc.send_signal(signal.SIGTERM)
     try:
