@@ -368,6 +368,7 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
     review_seconds = 0.0
     reviews = 0
     norm_ratio_max = {"honest": 0.0, "malicious": 0.0}  # max ||update|| / reference_norm seen
+    norm_ratio_min = {"honest": math.inf, "malicious": math.inf}  # min of the same (the norm floor)
     for r in range(1, rounds + 1):
         drawn = random.Random(derived_seed(seed, 13, r)).sample(range(clients), clients)
         proposers, voters = drawn[:k], drawn[k:]
@@ -421,6 +422,7 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
                 for i, m in enumerate(mal):
                     key = "malicious" if m else "honest"
                     norm_ratio_max[key] = max(norm_ratio_max[key], float(ratios[:, i].max()))
+                    norm_ratio_min[key] = min(norm_ratio_min[key], float(ratios[:, i].min()))
             if rule in OWN_MULTI_EPOCH:
                 own = trainer.multi_step_updates(flat, voters, OWN_MULTI_EPOCH[rule])
             elif rule in OWN_GRADIENT:
@@ -510,6 +512,7 @@ def run(rule: str, ratio: float, seed: int, rounds: int, task_name: str, attack:
         "tokens_end": [round(t, 3) for t in ledger.tokens],
         "malicious": flags,
         "norm_ratio_max": norm_ratio_max,
+        "norm_ratio_min": {key: (None if math.isinf(v) else v) for key, v in norm_ratio_min.items()},
         "review_ms_per_voter_round": 1000.0 * review_seconds / reviews if reviews else 0.0,
     }
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -36,7 +36,8 @@ from fl.defences.voter_review import DEFAULT_RULE, RULES as REVIEW_RULES
                    "fl/defences/voter_review.py): aggregate = the paper's uniform ballot (accept all iff the FedAvg "
                    "of the proposals scores >= the parent model's score - epsilon); loss_vs_global / loss_vs_median "
                    "/ leave_one_out = per-proposal log-loss tests; cosine[_and_loss] = direction of each update vs "
-                   "the voter's own. A proposal whose blob is missing or invalid is always rejected.")
+                   "the voter's own; cosine_floor = cosine that also rejects an update far shorter than the voter's "
+                   "own (a free rider's). A proposal whose blob is missing or invalid is always rejected.")
 @click.option("--epsilon", default=0.01, show_default=True, type=click.FloatRange(min=0),
               help="--review aggregate: accept iff score(aggregate) >= score(parent model) - epsilon.")
 @click.option("--score", default="accuracy", show_default=True,

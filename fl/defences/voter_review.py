@@ -49,11 +49,16 @@ RULES: dict[str, ReviewRule] = {
         ReviewRule("aggregate", "aggregate", description=(
             "the paper's voter (Dong et al. 2024, Eq. 2): one verdict for every proposal, accept iff "
             "score(FedAvg of all proposals) >= score(global model) - epsilon")),
-        ReviewRule("cosine", rv.RECOMMENDED_POLICY, dict(rv.RECOMMENDED_PARAMETERS), own_epochs=rv.OWN_UPDATE_EPOCHS,
+        ReviewRule("cosine", "cosine", {"threshold": -0.1, "max_norm_ratio": 2.0}, own_epochs=rv.OWN_UPDATE_EPOCHS,
                    description=(
             "accept proposal i iff cos(update_i, own update) > -0.1 and ||update_i|| <= 2 x the norm of the "
             "voter's own update trained like a proposer's; own update: 20 x the proposers' local epochs on the "
             "voter's training split")),
+        ReviewRule("cosine_floor", rv.RECOMMENDED_POLICY, dict(rv.RECOMMENDED_PARAMETERS), own_epochs=rv.OWN_UPDATE_EPOCHS,
+                   description=(
+            "the cosine rule with a norm floor: accept proposal i iff cos(update_i, own update) > -0.1 and "
+            "0.1 x r <= ||update_i|| <= 2 x r, r the norm of the voter's own update trained like a proposer's "
+            "(rejects a free rider's zero update); own update: 20 x the proposers' local epochs")),
         ReviewRule("cosine_and_loss", "cosine_and_loss", {"threshold": -0.1, "k": 1.0}, "logloss", own_epochs=20,
                    description="the cosine test (no norm cap) AND loss_vs_global"),
         ReviewRule("loss_vs_global", "loss_vs_global", {"k": 1.0}, "logloss", description=(
@@ -65,7 +70,7 @@ RULES: dict[str, ReviewRule] = {
                    description="accept iff FedAvg with the proposal is not worse than FedAvg without it (1 SE)"),
     )
 }
-DEFAULT_RULE = "cosine"  # measured better than the paper's rule: docs/REVIEW_STUDY.md
+DEFAULT_RULE = "cosine_floor"  # cosine: measured better than the paper's rule (docs/REVIEW_STUDY.md); the floor: issue 12
 
 
 def rule_named(name: str) -> ReviewRule:
@@ -189,10 +194,10 @@ def _stacked_logits(template, global_state, names, flat_models: torch.Tensor, X:
 
 def _own_updates(rule, template, global_state, global_flat, names, voters, train, lr, local_epochs):
     """Each voter's own update (rule.own_epochs x local_epochs epochs) and the norm of its update
-    trained like a proposer's (local_epochs epochs; only for a norm cap)."""
+    trained like a proposer's (local_epochs epochs; only for a norm cap or floor)."""
     from fl.learning.model import BATCH_SIZE, load_state, train_local
 
-    cap = "max_norm_ratio" in rule.parameters
+    cap = bool({"max_norm_ratio", "min_norm_ratio"} & set(rule.parameters))  # the norm tests need reference_norm
     epochs = rule.own_epochs * local_epochs
     if train is train_local and not list(template.buffers()) and all(len(v.train.y) <= BATCH_SIZE for v in voters):
         # one batch per epoch: every voter's training at once (the same Adam steps, vmapped)

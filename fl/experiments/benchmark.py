@@ -51,7 +51,7 @@ EXPERIMENT_FILE = "experiment.json"
 SUMMARY_FILE = "summary.json"
 # Review rules of the round loop (`--review`), as the review branch names them.
 REVIEW_AGGREGATE = "aggregate"
-DEFAULT_PER_PROPOSAL_REVIEW = "cosine"  # the per-proposal columns' rule (fl.defences.voter_review.RULES)
+DEFAULT_PER_PROPOSAL_REVIEW = "cosine_floor"  # the per-proposal columns' rule (fl.defences.voter_review.RULES)
 
 
 def is_protocol(defence: str) -> bool:
@@ -196,6 +196,28 @@ def is_done(folder: Path) -> bool:
         return not json.loads(summary.read_text()).get("interrupted", False)
     except json.JSONDecodeError:
         return False
+
+
+def check_recorded_reviews(specs: Sequence[BenchSpec], results: Path) -> None:
+    """Refuse to resume a protocol column whose finished runs used another review rule (they
+    would count as done, and the column would mix two rules under one name)."""
+    other = []
+    for spec in specs:
+        folder = spec.folder(results)
+        if spec.review is None or not is_done(folder) or not (folder / EXPERIMENT_FILE).is_file():
+            continue
+        try:
+            recorded = json.loads((folder / EXPERIMENT_FILE).read_text()).get("review")
+        except json.JSONDecodeError:
+            continue
+        if recorded is not None and recorded != spec.review:
+            other.append((folder, recorded, spec.review))
+    if other:
+        folder, recorded, wanted = other[0]
+        raise ValueError(
+            f"{len(other)} finished run(s) under {results} used another review rule (e.g. {folder}: review rule "
+            f"{recorded}, this grid: {wanted}); move them away or pass --per-proposal-review {recorded}"
+        )
 
 
 def spec_record(spec: BenchSpec, command: list[str] | None = None) -> dict:
@@ -412,6 +434,7 @@ def run_benchmark(
     results = Path(results)
     defences = expand_defences(defences, best_aggregator, results, base.task)
     specs = plan_benchmark(base, defences, attacks, ratios, seeds, per_proposal_review)
+    check_recorded_reviews(specs, results)
     todo = [s for s in specs if not is_done(s.folder(results))]
     results.mkdir(parents=True, exist_ok=True)
     echo(f"{len(specs)} runs planned, {len(specs) - len(todo)} already done, {len(todo)} to run -> {results}")

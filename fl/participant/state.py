@@ -27,7 +27,7 @@ class ClientConfig:
     stake: float = 64.0  # tokens staked when joining
     malicious: bool = False
     attack: str = "both"  # what a malicious client does: proposer | voter | both
-    review: str = "cosine"  # review rule: a name of fl.defences.voter_review.RULES (default: its DEFAULT_RULE)
+    review: str = "cosine_floor"  # review rule: a name of fl.defences.voter_review.RULES (default: its DEFAULT_RULE)
     epsilon: float = 0.01
     score: str = "accuracy"
     local_epochs: int = 1

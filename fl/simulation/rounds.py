@@ -70,7 +70,7 @@ class SimulationConfig:
     dirichlet_alpha: float = 0.5  # label concentration of the non-IID image split (inf = IID)
     samples_per_client: int = 200  # image tasks: training + validation images per client
     model: str = "cnn"  # image tasks: cnn | densenet121 (needs torchvision)
-    review: str = "cosine"  # the voters' review rule (fl.defences.voter_review.RULES); "aggregate" = the paper's
+    review: str = "cosine_floor"  # the voters' review rule (fl.defences.voter_review.RULES); "aggregate" = the paper's
     aggregator: str = "fedavg"  # the new global model over the accepted proposals (fl.defences.aggregators)
 
     def validate(self) -> None:

@@ -214,15 +214,45 @@ def test_cosine__norm_cap_without_reference_norm__value_error():
         review("cosine", inputs, max_norm_ratio=2.0)
 
 
-def test_recommended_policy__rejects_the_opposite_direction_and_the_oversized_update():
+def test_cosine__norm_floor_rejects_a_zero_and_a_tiny_update_that_pass_the_direction_test():
+    inputs = ReviewInputs(
+        proposal_count=4,
+        proposal_updates=torch.tensor([[1.0, 0.0], [0.0, 0.0], [0.05, 0.0], [0.0, 0.5]]),
+        own_update=torch.tensor([1.0, 0.0]),
+        reference_norm=1.0,
+    )
+    # a free rider's update (0) has cosine 0 with everything: a negative threshold accepts it
+    assert review("cosine", inputs, threshold=-0.1, max_norm_ratio=2.0) == [True, True, True, True]
+    assert review("cosine", inputs, threshold=-0.1, max_norm_ratio=2.0, min_norm_ratio=0.1) == [True, False, False, True]
+    assert review("cosine", inputs, threshold=-0.1, min_norm_ratio=0.5) == [True, False, False, True]  # >= is kept
+    assert review("cosine", inputs, threshold=-0.1, min_norm_ratio=0.6) == [True, False, False, False]
+
+
+@pytest.mark.parametrize("parameters, message", [
+    ({"min_norm_ratio": 0.1}, "reference_norm"),
+    ({"min_norm_ratio": 0.0, "reference": 1.0}, "min_norm_ratio"),
+    ({"min_norm_ratio": 3.0, "max_norm_ratio": 2.0, "reference": 1.0}, "must not exceed"),
+])
+def test_cosine__bad_norm_floor__value_error(parameters, message):
+    parameters = dict(parameters)
+    reference = parameters.pop("reference", None)
+    inputs = ReviewInputs(proposal_count=1, proposal_updates=torch.tensor([[1.0, 0.0]]),
+                          own_update=torch.tensor([1.0, 0.0]), reference_norm=reference)
+    with pytest.raises(ValueError, match=message):
+        review("cosine", inputs, **parameters)
+
+
+def test_recommended_policy__rejects_the_opposite_direction_the_oversized_and_the_zero_update():
     # own direction (1, 1); proposals: aligned, slightly negative (cos -0.05: kept, as honest
-    # updates on small splits often are), opposite (cos -1), aligned but 3x the reference norm
+    # updates on small splits often are), opposite (cos -1), aligned but 3x the reference norm,
+    # a free rider's zero update (cos 0), aligned but a twentieth of the reference norm
     own = torch.tensor([1.0, 1.0])
     slightly_negative = torch.tensor([1.0, -1.105])  # cos = -0.0499
     inputs = ReviewInputs(
-        proposal_count=4,
-        proposal_updates=torch.stack([torch.tensor([1.0, 0.9]), slightly_negative, -own, 3 * own]),
+        proposal_count=6,
+        proposal_updates=torch.stack([torch.tensor([1.0, 0.9]), slightly_negative, -own, 3 * own,
+                                      torch.zeros(2), own / 20]),
         own_update=own, reference_norm=float(own.norm()),
     )
     verdicts = review(rv.RECOMMENDED_POLICY, inputs, **rv.RECOMMENDED_PARAMETERS)
-    assert verdicts == [True, True, False, False]
+    assert verdicts == [True, True, False, False, False, False]

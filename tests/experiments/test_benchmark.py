@@ -67,7 +67,7 @@ def test_plan__counts_order_and_configs():
     clean = next(s for s in specs if s.attack == NO_ATTACK)
     assert clean.ratio == 0.0 and clean.config.attack == "label_flip"
     protocol = next(s for s in specs if s.defence == PROTOCOL_PER_PROPOSAL)
-    assert protocol.review == "cosine" and protocol.aggregator == "fedavg"
+    assert protocol.review == "cosine_floor" and protocol.aggregator == "fedavg"
     assert len({s.folder(Path("r")) for s in specs}) == len(specs)
 
 
@@ -259,3 +259,21 @@ def test_report__grid_without_ratio_02__no_verdict_on_it(tmp_path):
 
     assert "under 1 of 1 attacks" in lines
     assert "At ratio 0.2" not in lines
+
+
+def test_resume__finished_runs_of_another_review_rule__refused_not_counted_done(tmp_path):
+    """A grid resumed with another --per-proposal-review must not mix the old rule's runs into
+    the column (they used to count as done: the column then held two rules under one name)."""
+    from fl.experiments.benchmark import run_benchmark
+
+    base = SimulationConfig(clients=20, rounds=2, proposer_fraction=0.5)
+    spec = plan_benchmark(base, [PROTOCOL_PER_PROPOSAL], [NO_ATTACK], [0.4], [0], per_proposal_review="cosine")[0]
+    folder = spec.folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"rounds_completed": 2}))
+    (folder / "experiment.json").write_text(json.dumps({"review": "cosine"}))
+
+    with pytest.raises(ValueError, match=r"1 finished run.*review rule cosine.*cosine_floor"):
+        run_benchmark(base, [PROTOCOL_PER_PROPOSAL], [NO_ATTACK], [0.4], [0], tmp_path,
+                      per_proposal_review="cosine_floor", echo=lambda *a: None)
+    assert (folder / "summary.json").is_file()  # nothing removed

@@ -134,6 +134,23 @@ def test_cosine_review__reversed_proposal_rejected__new_model_is_fedavg_of_the_r
     assert record.parent_model_hash == "0x" + hash_state(start).hex()
 
 
+def global_model_for_the_first_proposal(ledger, proposals):
+    """A free rider: the first proposer resubmits the global model (update 0)."""
+    (address, _, count), *rest = proposals
+    return [(address, ledger.store.put_state(dict(ledger.global_state)), count), *rest]
+
+
+@pytest.mark.parametrize(("rule", "accepted"), [("cosine", [True] * 4), ("cosine_floor", [False, True, True, True])])
+def test_free_rider__passes_cosine__rejected_by_cosine_floor(lending, tmp_path, rule, accepted):
+    config = SimulationConfig(clients=12, rounds=1, malicious_ratio=0.0, seed=2, review=rule)
+    store = UpdateStore(str(tmp_path / "u"))
+    ledger = GlobalTracking(config, lending, addresses(12), 4, store, poison=global_model_for_the_first_proposal)
+
+    records, run, seen = run_with(config, lending, ledger, store)
+
+    assert seen[0][1]["accepted"] == accepted  # a zero update has cosine 0 > -0.1; only the floor stops it
+
+
 def test_cosine_review__nothing_accepted__model_unchanged(lending, tmp_path):
     config = SimulationConfig(clients=12, rounds=1, malicious_ratio=0.0, seed=2, review="cosine")
     store = UpdateStore(str(tmp_path / "u"))
