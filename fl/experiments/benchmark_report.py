@@ -31,6 +31,7 @@ from fl.experiments.benchmark import (
     PROTOCOL_PER_PROPOSAL,
     PROTOCOL_PLUS_PREFIX,
     SUMMARY_FILE,
+    is_done,
     is_protocol,
 )
 from fl.experiments.sweep import recorded_draw, session_outcome
@@ -119,12 +120,12 @@ def rejected_counts(rows: Sequence[dict]) -> tuple[int, int, int, int]:
 
 
 def load_cells(results: Path) -> list[Cell]:
-    """Every finished benchmark run under ``results``."""
+    """Every finished benchmark run under ``results`` (an interrupted one is not finished)."""
     cells = []
     for marker in sorted(Path(results).rglob(EXPERIMENT_FILE)):
         folder = marker.parent
         spec = json.loads(marker.read_text())
-        if not spec.get("benchmark") or not (folder / SUMMARY_FILE).is_file():
+        if not spec.get("benchmark") or not is_done(folder):
             continue
         with open(folder / "metrics.csv", newline="") as fh:
             rows = list(csv.DictReader(fh))

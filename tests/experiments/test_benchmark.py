@@ -314,3 +314,14 @@ def test_report__says_which_chainless_runs_drew_the_former_way(tmp_path):
     assert {c.draw for c in load_cells(tmp_path)} == {"contract", "seeded", ""}
     assert "the chainless columns replay the contract's draw" in replayed and "former" not in replayed
     assert "1 of 2 chainless runs drew their proposers with the former seeded generator" in mixed
+
+
+def test_report__an_interrupted_run_is_not_a_cell(tmp_path):
+    """A run stopped part-way (summary.json "interrupted") is not finished: its half-trained
+    rounds must not enter the tables (the benchmark reruns it)."""
+    from fl.experiments.benchmark_report import load_cells
+
+    _write_cell(tmp_path, "fedavg", "ipm", 0.4, 0, [0.5, 0.6])
+    _write_cell(tmp_path, "fedavg", "ipm", 0.4, 1, [0.5, 0.6], summary={"interrupted": True})
+
+    assert [c.seed for c in load_cells(tmp_path)] == [0]
