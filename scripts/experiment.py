@@ -157,7 +157,7 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     from tqdm import tqdm
 
     import fl.experiments.sweep
-    from fl.experiments.sweep import SessionLog, finalize_orphan, is_done, plan_sweep, run_one
+    from fl.experiments.sweep import SessionLog, finalize_orphan, former_draw_runs, is_done, plan_sweep, run_one
 
     if ray_address is None and ctx.get_parameter_source("ray_cpus_per_run") != ParameterSource.DEFAULT:
         raise click.UsageError("--ray-cpus-per-run needs --ray")
@@ -180,6 +180,11 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     for spec in specs:
         if finalize_orphan(spec, results):
             click.echo(f"finalized {spec.folder(results)} (finished after its sweep stopped)")
+    stale = former_draw_runs(specs, results)
+    if stale:
+        raise click.UsageError(
+            f"{len(stale)} finished FedAvg run(s) under {results} drew their proposers the former way, not as the "
+            f"contract does (e.g. {stale[0]}); move them away (or choose another --results) to rerun them")
     todo = [s for s in specs if not is_done(s.folder(results))]
     click.echo(f"{len(specs)} runs planned, {len(specs) - len(todo)} already done, {len(todo)} to run -> {results}")
     simulate_params = {p.opts[0].lstrip("-") for p in _simulate.cli.params if p.opts}

@@ -7,10 +7,9 @@ from typing import Iterable, Sequence
 from ape import chain, project
 from ape.api import AccountAPI
 from eth_account import Account
-from eth_utils import keccak
-
 from fl.chain import txpath
 from fl.chain.ledger import ProtocolChain, fast_sender
+from fl.protocol.draw import simulated_client_key
 
 # ---------------------------------------------------------------------- accounts and checks
 def deployer_account() -> AccountAPI:
@@ -35,7 +34,7 @@ def development_accounts(count: int, funder: AccountAPI, ether_each: int = 10**2
     created, unfunded = [], []
     for index in range(count):
         # keys derived from the client index: the same clients in every run and every process
-        key = keccak(b"stakefl simulated client %d" % index)
+        key = simulated_client_key(index)
         address = Account.from_key(key).address
         account = accounts.init_test_account(CLIENT_ACCOUNT_OFFSET + index, address, "0x" + key.hex())
         try:

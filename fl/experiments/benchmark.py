@@ -60,9 +60,10 @@ def is_protocol(defence: str) -> bool:
 
 def proposers_per_round(config: SimulationConfig) -> int:
     """The n proposers of a round with every client active (the contract's selection size)."""
-    from fl.simulation.baselines import selection_sizes
+    from fl.protocol.draw import selection_sizes
+    from fl.protocol.params import ProtocolParams
 
-    return selection_sizes(config.clients, config.proposer_fraction)[0]
+    return selection_sizes(config.clients, ProtocolParams(proposer_fraction=config.proposer_fraction))[0]
 
 
 def assumed_byzantine(rule: str, num_proposers: int, ratio: float) -> int:
@@ -198,26 +199,40 @@ def is_done(folder: Path) -> bool:
         return False
 
 
-def check_recorded_reviews(specs: Sequence[BenchSpec], results: Path) -> None:
-    """Refuse to resume a protocol column whose finished runs used another review rule (they
-    would count as done, and the column would mix two rules under one name)."""
+def check_recorded_runs(specs: Sequence[BenchSpec], results: Path) -> None:
+    """Refuse to resume a column whose finished runs were made another way (they would count as
+    done and the column would mix two methods under one name): a protocol column's review rule
+    (experiment.json), a chainless column's proposer draw (config.json "draw"; none recorded: the
+    former seeded draw, before the contract's draw was replayed)."""
+    from fl.experiments.sweep import recorded_draw
+    from fl.simulation.baselines import CHAINLESS_DRAW
+
     other = []
     for spec in specs:
         folder = spec.folder(results)
-        if spec.review is None or not is_done(folder) or not (folder / EXPERIMENT_FILE).is_file():
+        if not is_done(folder):
             continue
-        try:
-            recorded = json.loads((folder / EXPERIMENT_FILE).read_text()).get("review")
-        except json.JSONDecodeError:
-            continue
-        if recorded is not None and recorded != spec.review:
-            other.append((folder, recorded, spec.review))
+        if spec.review is not None:
+            recorded = _recorded(folder / EXPERIMENT_FILE, "review")
+            if recorded is not None and recorded != spec.review:
+                other.append((folder, f"review rule {recorded}", f"review rule {spec.review}",
+                              f"pass --per-proposal-review {recorded}"))
+        else:
+            recorded = recorded_draw(folder)
+            if recorded is not None and recorded != CHAINLESS_DRAW:
+                other.append((folder, f"draw {recorded}", CHAINLESS_DRAW, "rerun them into another --results folder"))
     if other:
-        folder, recorded, wanted = other[0]
-        raise ValueError(
-            f"{len(other)} finished run(s) under {results} used another review rule (e.g. {folder}: review rule "
-            f"{recorded}, this grid: {wanted}); move them away or pass --per-proposal-review {recorded}"
-        )
+        folder, recorded, wanted, hint = other[0]
+        raise ValueError(f"{len(other)} finished run(s) under {results} were made another way (e.g. {folder}: "
+                         f"{recorded}, this grid: {wanted}); move them away or {hint}")
+
+
+def _recorded(path: Path, key: str) -> str | None:
+    """``key`` of a run's JSON record (None: no readable record or no such key)."""
+    try:
+        return json.loads(path.read_text()).get(key)
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def spec_record(spec: BenchSpec, command: list[str] | None = None) -> dict:
@@ -258,10 +273,9 @@ def run_chainless(spec: BenchSpec, folder: Path) -> dict:
     import platform
 
     import torch
-    from eth_utils import to_checksum_address
 
     from fl.learning.store import UpdateStore
-    from fl.simulation.baselines import AcceptAllLedger
+    from fl.simulation.baselines import CHAINLESS_DRAW, AcceptAllLedger, chainless_addresses, initial_model_hash
     from fl.simulation.recorder import RunRecorder
     from fl.simulation.rounds import make_clients, run_protocol
 
@@ -273,11 +287,13 @@ def run_chainless(spec: BenchSpec, folder: Path) -> dict:
     config = spec.config
     data = _data_for(config)
     recorder = RunRecorder(folder, {"simulation": asdict(config), "method": spec.defence, "attack": spec.attack,
-                                    "num_byzantine": spec.num_byzantine, "python": platform.python_version()})
+                                    "num_byzantine": spec.num_byzantine, "draw": CHAINLESS_DRAW,
+                                    "python": platform.python_version()})
     store = UpdateStore(str(folder / "updates"))
-    addresses = [to_checksum_address(f"0x{i + 1:040x}") for i in range(config.clients)]
+    addresses = chainless_addresses(config.clients)
     clients = make_clients(data, addresses, config)
-    ledger = AcceptAllLedger(addresses, config.proposer_fraction, config.seed, store=store)
+    ledger = AcceptAllLedger(addresses, config.proposer_fraction, config.seed, initial_model_hash(config, data),
+                             store=store)
     records, _ = run_protocol(config, data, clients, ledger, store, opener=None,
                               on_round=lambda record, extra: recorder.record_round(record))
     shutil.rmtree(folder / "updates", ignore_errors=True)
@@ -434,7 +450,7 @@ def run_benchmark(
     results = Path(results)
     defences = expand_defences(defences, best_aggregator, results, base.task)
     specs = plan_benchmark(base, defences, attacks, ratios, seeds, per_proposal_review)
-    check_recorded_reviews(specs, results)
+    check_recorded_runs(specs, results)
     todo = [s for s in specs if not is_done(s.folder(results))]
     results.mkdir(parents=True, exist_ok=True)
     echo(f"{len(specs)} runs planned, {len(specs) - len(todo)} already done, {len(todo)} to run -> {results}")

@@ -159,6 +159,24 @@ def is_done(folder: Path) -> bool:
         return False
 
 
+def recorded_draw(folder: Path) -> str | None:
+    """The proposer draw a finished chainless run recorded in its config.json ("seeded" when it
+    recorded none: made before the chainless ledger replayed the contract's draw; None: unreadable)."""
+    try:
+        return json.loads((Path(folder) / "config.json").read_text()).get("draw", "seeded")
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def former_draw_runs(specs, results: Path) -> list[Path]:
+    """Finished FedAvg runs of ``specs`` whose proposers were drawn another way than the contract's
+    (their rounds are not comparable with the protocol runs' any more: refuse to count them done)."""
+    from fl.simulation.baselines import CHAINLESS_DRAW
+
+    folders = [s.folder(results) for s in specs if s.method.startswith("fedavg")]
+    return [f for f in folders if is_done(f) and recorded_draw(f) not in (None, CHAINLESS_DRAW)]
+
+
 def _spec_record(spec: RunSpec, command: list[str] | None) -> dict:
     return {
         "method": spec.method,
@@ -234,7 +252,7 @@ def _run_baseline(spec: RunSpec, folder: Path) -> dict:
     import math
     import platform
 
-    from fl.simulation.baselines import run_fedavg, run_oracle
+    from fl.simulation.baselines import CHAINLESS_DRAW, run_fedavg, run_oracle
     from fl.simulation.recorder import RunRecorder
     from fl.simulation.rounds import load_federated_data
     from fl.learning.store import UpdateStore
@@ -242,8 +260,10 @@ def _run_baseline(spec: RunSpec, folder: Path) -> dict:
     started = time.perf_counter()
     config = spec.config
     data = load_federated_data(config)
-    recorder = RunRecorder(folder, {"simulation": asdict(config), "method": spec.method,
-                                    "python": platform.python_version()})
+    header = {"simulation": asdict(config), "method": spec.method, "python": platform.python_version()}
+    if spec.method != "oracle":  # the oracle draws no proposers
+        header["draw"] = CHAINLESS_DRAW
+    recorder = RunRecorder(folder, header)
     if spec.method == "oracle":
         run_oracle(config, data, on_round=lambda record, extra: recorder.record_round(record))
     else:

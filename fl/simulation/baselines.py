@@ -1,9 +1,10 @@
 """The paper's baselines (Dong et al. 2024, Sec. 5.1.3), as plain functions with no chain.
 
 - **FedAvg** (with or without attackers): the round loop of ``fl.simulation.rounds.run_protocol``
-  over ``AcceptAllLedger``, a ledger in plain Python that draws proposers the way the
-  contract does (``floor(active * fraction)`` of the active clients, at least 1, at most
-  ``active - 1``; a seeded random draw) and accepts every aggregate. Same data, same model
+  over ``AcceptAllLedger``, a ledger in plain Python that draws proposers exactly as the
+  contract does on a fresh development chain (``fl.protocol.draw.ContractDraw``: the same
+  clients, the same seeds, so the same proposers as a protocol run of the same seed until the
+  protocol removes someone) and accepts every aggregate. Same data, same model
   initialisation, same local training, same malicious proposers (``make_proposal``), same
   canonical FedAvg: the only difference from the protocol run is that nobody votes it down
   and nobody is slashed or removed. The new model is ``config.aggregator`` over every proposal
@@ -24,7 +25,6 @@ the protocol, so ``fl.simulation.recorder.RunRecorder`` gives every method the s
 
 from __future__ import annotations
 
-import random
 import time
 from typing import Callable
 
@@ -32,48 +32,55 @@ import torch
 
 from fl.learning.data import FederatedData, Split
 from fl.learning.model import evaluate, init_model, load_state, state_of, train_local
+from fl.learning.store import UpdateStore, hash_state
+from fl.protocol.draw import ContractDraw, simulated_client_address
+from fl.protocol.params import ProtocolParams
+from fl.protocol.votes import Decision, Proposal, RoundOpening, Settlement, mask_from_verdicts
 from fl.simulation.rounds import (
     RoundRecord,
     SimulationConfig,
+    ballot_salts,
     derived_seed,
     make_clients,
     run_protocol,
 )
-from fl.learning.store import UpdateStore, hash_state
-from fl.protocol.votes import Decision, Proposal, RoundOpening, Settlement, mask_from_verdicts
 
 try:
     from fl.learning.tasks import task_of
 except ImportError:  # before the task registry (fl.learning.tasks) exists: Lending Club only
     task_of = None
-from eth_utils import to_checksum_address
 
-BPS = 10_000  # the contract's fixed-point unit for the proposer fraction
+CHAINLESS_DRAW = "contract"  # recorded in a chainless run's config.json ("draw"): fl.protocol.draw's replay
 
 
-def selection_sizes(active: int, proposer_fraction: float) -> tuple[int, int]:
-    """(proposers, voters) for `active` clients: RoundMath.selectionSizes without the caps."""
-    if active < 2:
-        raise ValueError(f"a round needs at least 2 active clients, got {active}")
-    k = (active * round(proposer_fraction * BPS)) // BPS
-    k = min(max(k, 1), active - 1)
-    return k, active - k
+def chainless_addresses(count: int) -> list[str]:
+    """The simulated clients' addresses (what a protocol run's clients have: the draw mixes them in)."""
+    return [simulated_client_address(i) for i in range(count)]
+
+
+def initial_model_hash(config: SimulationConfig, data: FederatedData) -> bytes:
+    """The hash of the round loop's initial global model (what VotingRound is deployed with)."""
+    template = task_of(config).make_model(data, config.seed) if task_of is not None else init_model(data.num_features, config.seed)
+    return hash_state(state_of(template))
 
 
 class AcceptAllLedger:
-    """A ``fl.simulation.rounds.Ledger`` with no contract: seeded proposer draw, every proposal accepted.
+    """A ``fl.simulation.rounds.Ledger`` with no contract: the contract's draw (replayed), every
+    proposal accepted, nobody slashed or removed.
 
-    With ``store`` given, no voters are drawn (their ballots would be ignored anyway, and reviewing
-    on 40 validation splits is most of a round's time). The recorded hash is, as on chain, the
-    parent hash the voters attested (all must agree), or the last one when no voter revealed.
+    With ``store`` given, no voters are handed to the round loop (their ballots would be ignored
+    anyway, and reviewing on 40 validation splits is most of a round's time); the draw still
+    accounts for their salts. The recorded hash is, as on chain, the parent hash the voters
+    attested (all must agree), or the last one when no voter revealed.
     """
 
     total_gas = 0
 
-    def __init__(self, addresses: list[str], proposer_fraction: float, seed: int, store: UpdateStore | None = None):
+    def __init__(self, addresses: list[str], proposer_fraction: float, seed: int, initial_model_hash: bytes,
+                 store: UpdateStore | None = None):
         self.addresses = list(addresses)
-        self.proposer_fraction = proposer_fraction
-        self.seed = seed
+        self.draw = ContractDraw(self.addresses, initial_model_hash, ballot_salts(seed),
+                                 ProtocolParams(proposer_fraction=proposer_fraction))
         self.store = store
         self.round_id = 0
         self._proposals: dict[int, list[Proposal]] = {}
@@ -82,9 +89,8 @@ class AcceptAllLedger:
 
     def open_round(self, caller=None) -> RoundOpening:
         self.round_id += 1
-        k, _ = selection_sizes(len(self.addresses), self.proposer_fraction)
-        drawn = random.Random(derived_seed(self.seed, 13, self.round_id)).sample(self.addresses, len(self.addresses))
-        return RoundOpening(self.round_id, drawn[:k], [] if self.store is not None else drawn[k:])
+        proposers, voters = self.draw.next_round()
+        return RoundOpening(self.round_id, proposers, [] if self.store is not None else voters)
 
     def propose(self, round_id: int, proposals) -> None:
         self._proposals[round_id] = [Proposal(a, h, n) for a, h, n in proposals]
@@ -129,10 +135,10 @@ def run_fedavg(
 
     `with_voters` also draws voters who score and vote (ignored); the result is the same.
     """
-    # stand-in addresses (the votes' commitments are computed over addresses; nothing is sent)
-    addresses = [to_checksum_address(f"0x{i + 1:040x}") for i in range(config.clients)]
+    addresses = chainless_addresses(config.clients)
     clients = make_clients(data, addresses, config)
-    ledger = AcceptAllLedger(addresses, config.proposer_fraction, config.seed, store=None if with_voters else store)
+    ledger = AcceptAllLedger(addresses, config.proposer_fraction, config.seed, initial_model_hash(config, data),
+                             store=None if with_voters else store)
     records, _ = run_protocol(config, data, clients, ledger, store, opener=None, on_round=on_round)
     return records
 

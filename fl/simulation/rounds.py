@@ -190,6 +190,12 @@ def derived_seed(*parts: int) -> int:
     return random.Random(repr(parts)).getrandbits(31)
 
 
+def ballot_salts(seed: int) -> random.Random:
+    """The run's stream of ballot salts: one getrandbits(256) per voter and round, in draw order
+    (the chainless ledger replays it: the salts feed the next round's draw)."""
+    return random.Random(derived_seed(seed, 7))
+
+
 class AggregateCache:
     """FedAvg of one round's proposals, computed once and shared by the voters of this process.
 
@@ -302,7 +308,7 @@ def run_protocol(
         active={c.address: True for c in clients},
     )
     by_address = {c.address: c for c in clients}
-    salts = random.Random(derived_seed(config.seed, 7))
+    salts = ballot_salts(config.seed)
     aggregates = AggregateCache(store)
     scores = ScoreCache(template, task.score_name(config), task.evaluate)
     rule = rule_named(config.review)

@@ -199,21 +199,21 @@ def test_behaviour_for__bloc_only_for_colluders():
 def lending():
     from fl.simulation.rounds import SimulationConfig, load_federated_data
 
-    config = SimulationConfig(clients=10, rounds=1, malicious_ratio=0.5, proposer_fraction=0.5, seed=1)
+    # seed 3: the first round draws 3 malicious and 2 honest proposers (IPM needs two honest ones)
+    config = SimulationConfig(clients=10, rounds=1, malicious_ratio=0.5, proposer_fraction=0.5, seed=3)
     return config, load_federated_data(config)
 
 
 def first_round(config, data):
-    from eth_utils import to_checksum_address
-
     from fl.learning.store import UpdateStore, deserialize
-    from fl.simulation.baselines import AcceptAllLedger
+    from fl.simulation.baselines import AcceptAllLedger, chainless_addresses, initial_model_hash
     from fl.simulation.rounds import make_clients, run_protocol
 
     store = UpdateStore(tempfile.mkdtemp())
-    addresses = [to_checksum_address(f"0x{i + 1:040x}") for i in range(config.clients)]
+    addresses = chainless_addresses(config.clients)
     clients = make_clients(data, addresses, config)
-    ledger = AcceptAllLedger(addresses, config.proposer_fraction, config.seed, store=store)
+    ledger = AcceptAllLedger(addresses, config.proposer_fraction, config.seed, initial_model_hash(config, data),
+                             store=store)
     records, _ = run_protocol(config, data, clients, ledger, store, opener=None)
     malicious = {c.address for c in clients if c.malicious}
     proposals = [(p.proposer in malicious, deserialize(store.get(p.update_hash))) for p in ledger.proposals_of(1)]
@@ -234,7 +234,7 @@ def test_loop__proposer_attack__reaches_the_ledger(lending, attack):
 
     bad = [state for is_malicious, state in proposals if is_malicious]
     good = [state for is_malicious, state in proposals if not is_malicious]
-    assert bad and good and records[0].malicious_proposers == len(bad)
+    assert bad and len(good) >= 2 and records[0].malicious_proposers == len(bad)
     if attack == "free_rider":
         assert all(torch.equal(s[k], initial[k]) for s in bad for k in initial)
     else:

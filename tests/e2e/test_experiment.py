@@ -143,11 +143,12 @@ def test_report__table_cells_come_from_the_runs(sweep, report):
 
 # --------------------------------------------------------------------- the baselines (no chain)
 def test_selection_sizes__match_the_contracts_draw():
-    from fl.simulation.baselines import selection_sizes
+    from fl.protocol.draw import selection_sizes
+    from fl.protocol.params import ProtocolParams
 
     expected = [(10, (2, 8)), (50, (10, 40)), (3, (1, 2)), (2, (1, 1)), (37, (7, 30))]
 
-    actual = [(n, selection_sizes(n, 0.2)) for n, _ in expected]
+    actual = [(n, selection_sizes(n, ProtocolParams(proposer_fraction=0.2))) for n, _ in expected]
 
     assert actual == expected
 
@@ -216,3 +217,24 @@ def test_sweep__a_failed_run__nonzero_exit_naming_it(tmp_path):
     assert "1 runs failed: fedavg-clean r=0 s=0" in failed.stderr  # the clean baseline runs at ratio 0
     session = json.loads((results / "sweep.json").read_text())["sessions"][-1]
     assert session["failed"] == ["fedavg-clean r=0 s=0"] and "finished" in session
+
+
+def test_sweep__finished_fedavg_run_of_the_former_draw__refused_with_the_folder(tmp_path):
+    """A FedAvg run made before the chainless ledger replayed the contract's draw (config.json
+    without "draw") is not counted done: the sweep stops and names it, and removes nothing."""
+    results = tmp_path / "lending"
+    args = ["sweep", "--results", str(results), "--methods", "fedavg-clean", "--ratios", "0.3", "--seeds", "1",
+            "--survival-stakes", "", "--voter-ratio", "0", "--clients", "6", "--rounds", "1"]
+    made = _ape(*args)
+    assert made.returncode == 0, made.stdout[-2000:] + made.stderr[-2000:]
+    folder = results / "fedavg-clean" / "ratio-0" / "seed-0"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["draw"] == "contract"
+    del config["draw"]
+    (folder / "config.json").write_text(json.dumps(config))
+
+    refused = _ape(*args)
+
+    assert refused.returncode == 2, refused.stdout[-2000:]
+    assert "1 finished FedAvg run(s)" in refused.stderr and str(folder) in refused.stderr
+    assert (folder / "summary.json").is_file()

@@ -67,6 +67,26 @@ def test_simulation__run_folder_complete(small_run):
     assert sum(e["event"] == "RoundSettled" for e in events) == 4
 
 
+def test_chainless_ledger__draws_the_proposers_and_voters_the_contract_drew(small_run):
+    """AcceptAllLedger replays VotingRound's draw (fl.protocol.draw): the chainless baselines face
+    the proposers a protocol run of the same seed faced, round by round (none removed here)."""
+    from fl.simulation.baselines import AcceptAllLedger, chainless_addresses, initial_model_hash
+    from fl.simulation.rounds import load_federated_data
+
+    config, folder, summary = small_run
+    events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
+    assert not any(e["event"] == "ParticipantRemoved" for e in events)
+    ledger = AcceptAllLedger(chainless_addresses(config.clients), config.proposer_fraction, config.seed,
+                             initial_model_hash(config, load_federated_data(config)))
+
+    for r in range(1, summary["rounds_completed"] + 1):
+        opening = ledger.open_round()
+        drawn = [(e["args"]["client"], e["args"]["role"]) for e in events
+                 if e["event"] == "ParticipantSelected" and e["args"]["roundId"] == r]
+        assert [a for a, role in drawn if role == Role.PROPOSER] == opening.proposers
+        assert [a for a, role in drawn if role == Role.VOTER] == opening.voters
+
+
 class TamperingLedger:
     """Passes every call to the chain, but overwrites the first proposal blob of chosen rounds."""
 

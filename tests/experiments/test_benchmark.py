@@ -277,3 +277,20 @@ def test_resume__finished_runs_of_another_review_rule__refused_not_counted_done(
         run_benchmark(base, [PROTOCOL_PER_PROPOSAL], [NO_ATTACK], [0.4], [0], tmp_path,
                       per_proposal_review="cosine_floor", echo=lambda *a: None)
     assert (folder / "summary.json").is_file()  # nothing removed
+
+
+def test_resume__finished_chainless_runs_of_the_former_draw__refused(tmp_path):
+    """Chainless runs made before the contract-draw replay (no "draw" in config.json) drew other
+    proposers than the protocol runs: a resumed grid must not count them done."""
+    from fl.experiments.benchmark import run_benchmark
+
+    base = SimulationConfig(clients=20, rounds=2, proposer_fraction=0.5)
+    spec = plan_benchmark(base, ["median"], [NO_ATTACK], [0.4], [0])[0]
+    folder = spec.folder(tmp_path)
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"rounds_completed": 2}))
+    (folder / "config.json").write_text(json.dumps({"simulation": {}, "method": "median"}))
+
+    with pytest.raises(ValueError, match=r"1 finished run.*draw seeded.*this grid: contract"):
+        run_benchmark(base, ["median"], [NO_ATTACK], [0.4], [0], tmp_path, echo=lambda *a: None)
+    assert (folder / "summary.json").is_file()
