@@ -208,11 +208,13 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         bar.update(1)
         bar.set_postfix(last=label)
 
+    stop = _SweepStop()
     if ray_address is not None and todo:
         from fl.experiments.ray_backend import RayUnavailable, run_on_ray
 
         try:
-            run_on_ray(todo, results, ray_address, ray_cpus_per_run, network, simulate_params, done, tqdm.write)
+            run_on_ray(todo, results, ray_address, ray_cpus_per_run, network, simulate_params, done, tqdm.write,
+                       after_connect=stop.install)
         except RayUnavailable as exc:
             raise click.ClickException(str(exc)) from None
         except KeyboardInterrupt:
@@ -221,12 +223,13 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         finally:
             bar.close()
             log.save(final=True)
+        if log.entry.get("interrupted"):
+            raise SystemExit(128 + (stop.signum or signal.SIGINT))  # 130 SIGINT, 143 SIGTERM
         if failures:
             raise click.ClickException(f"{len(failures)} runs failed: {', '.join(failures)}; rerun to retry them")
         click.echo(f"sweep done in {time.perf_counter() - started:.0f} s -> {results}")
         return
     torch.set_num_threads(1)  # tiny models: one thread is several times faster on a shared machine
-    stop = _SweepStop()
     stop.install()
     # Protocol runs (each its own `ape run simulate` process, the slow part) go to `jobs` workers;
     # the baselines run meanwhile in one worker thread of this process. Both in plan order (seed by

@@ -33,7 +33,7 @@ from fl.experiments.benchmark import (
     SUMMARY_FILE,
     is_protocol,
 )
-from fl.experiments.sweep import session_outcome
+from fl.experiments.sweep import recorded_draw, session_outcome
 
 DEFENCE_NAMES = {
     "fedavg": "FedAvg", "median": "Median", "trimmed_mean": "Trimmed mean", "krum": "Krum",
@@ -80,6 +80,7 @@ class Cell:
     review: str | None
     num_byzantine: int
     network: str = ""  # the protocol run's Ape network (summary.json); "" for chainless runs
+    draw: str = ""  # a chainless run's proposer draw (config.json: "contract", or "seeded" before the replay)
 
 
 def _float(value) -> float:
@@ -139,6 +140,7 @@ def load_cells(results: Path) -> list[Cell]:
             malicious_rejected=counts[1], honest_proposals=counts[2], honest_rejected=counts[3],
             review=spec.get("review"), num_byzantine=int(spec.get("num_byzantine", 0)),
             network=str(summary.get("network") or ""),
+            draw="" if is_protocol(spec["defence"]) else (recorded_draw(folder) or ""),
         ))
     return cells
 
@@ -243,6 +245,17 @@ def draw_share_table(cells: Sequence[Cell], defences: Sequence[str]) -> list[str
                                 for d in defences]
             for key in row_order([c for c in cells if c.attack != NO_ATTACK])]
     return md_table(["attack @ ratio", *(defence_name(d) for d in defences)], rows) if rows else []
+
+
+def draw_caption(cells: Sequence[Cell]) -> str:
+    """How the chainless columns drew their proposers, from what their runs recorded."""
+    chainless = [c for c in cells if not is_protocol(c.defence)]
+    former = sum(c.draw != "contract" for c in chainless)
+    if not former:
+        return ("the chainless columns replay the contract's draw, so every column of a seed faces the same "
+                "proposers until the protocol removes a client whose stake ran out")
+    return (f"{former} of {len(chainless)} chainless runs drew their proposers with the former seeded generator, "
+            "not the contract's draw, so their columns need not face the protocol columns' share")
 
 
 def heatmap(cells: Sequence[Cell], defences: Sequence[str], path: Path, title: str) -> Path:
@@ -434,9 +447,8 @@ def benchmark_section(results: Path, figures: Path, out: Path) -> list[str]:
             lines += ["Proposals rejected by the protocol (malicious / honest):", "", *rejection, ""]
         shares = draw_share_table(task_cells, defences)
         if shares:
-            lines += ["Attackers' share of the proposals (malicious / all proposals over the seeds: the chainless "
-                      "columns draw their proposers with their own generator, the protocol columns with the "
-                      "contract's draw, so one seed's columns need not face the same share):", "", *shares, ""]
+            lines += [f"Attackers' share of the proposals (malicious / all proposals over the seeds; {draw_caption(task_cells)}):",
+                      "", *shares, ""]
         relative = figure.relative_to(out).as_posix() if figure.is_relative_to(out) else figure.as_posix()
         lines += [f"![Defence benchmark heatmap, {label}]({relative})", ""]
         losses = protocol_losses(task_cells, defences)

@@ -142,10 +142,13 @@ def connect(address: str):
 
 def run_on_ray(todo: list[RunSpec], results: Path, address: str, cpus_per_run: int, network: str | None,
                simulate_params: set[str], on_done: Callable[..., None],
-               echo: Callable[[str], None] = print) -> None:
+               echo: Callable[[str], None] = print, after_connect: Callable[[], None] | None = None) -> None:
     """Run every spec of `todo` as a Ray task at `address`; call `on_done(spec, summary)` or
-    `on_done(spec, error=exc)` as each one ends (in completion order)."""
+    `on_done(spec, error=exc)` as each one ends (in completion order). `after_connect` runs once
+    connected (Ray installs its own SIGTERM handler then: the caller's goes back on top)."""
     ray = connect(address)
+    if after_connect is not None:
+        after_connect()
     try:
         cpus = ray.cluster_resources().get("CPU", 0)
         if cpus < cpus_per_run:

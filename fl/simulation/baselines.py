@@ -77,10 +77,11 @@ class AcceptAllLedger:
     total_gas = 0
 
     def __init__(self, addresses: list[str], proposer_fraction: float, seed: int, initial_model_hash: bytes,
-                 store: UpdateStore | None = None):
+                 store: UpdateStore | None = None, voting: str | None = None):
         self.addresses = list(addresses)
+        # voting: the VotingRound whose draw to replay (default: the one a fresh development chain gets)
         self.draw = ContractDraw(self.addresses, initial_model_hash, ballot_salts(seed),
-                                 ProtocolParams(proposer_fraction=proposer_fraction))
+                                 ProtocolParams(proposer_fraction=proposer_fraction), voting=voting)
         self.store = store
         self.round_id = 0
         self._proposals: dict[int, list[Proposal]] = {}

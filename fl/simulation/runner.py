@@ -258,6 +258,9 @@ def _run_until_stopped(config, folder, progress, keep_updates, resume, stop: Sig
         "wall_seconds": round(time.perf_counter() - started, 2),
         "network": network_name(),
         "clock_pinned": clock_pinned,
+        "contracts": {name: str(getattr(protocol, attr).address) for name, attr in
+                      (("TestToken", "token"), ("StakeRegistry", "registry"), ("ProposalPool", "pool"),
+                       ("VotingRound", "voting"))},
     }
     return recorder.finish(summary, stake_required=config.proposer_stake)
 

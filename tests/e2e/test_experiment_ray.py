@@ -142,3 +142,32 @@ def test_ray_sweep__skips_finished_runs_and_reports_a_failed_run_with_its_log(sw
     assert "missing.csv" in log.read_text() and "Traceback" in log.read_text()
     assert not (results / "fedavg-attack" / "ratio-0.3" / "seed-0").exists()
     assert json.loads((results / "sweep.json").read_text())["sessions"][-1]["failed"] == ["fedavg-attack r=0.3 s=0"]
+
+
+def test_ray_sweep__sigterm__interrupted_exit_143_and_no_done_line(ray_address, tmp_path):
+    """Stopped while its runs are on the cluster, the Ray sweep says so (sweep.json "interrupted",
+    exit 143), as the local sweep does; it used to print "sweep done" and exit 0."""
+    import signal
+    import time
+
+    results, log_path = tmp_path / "lending", tmp_path / "sweep.log"
+    args = ["sweep", "--clients", "10", "--rounds", "2000", "--seeds", "1", "--methods", "fedavg-clean",
+            "--results", str(results), "--ray", ray_address]
+    with open(log_path, "w") as log:
+        proc = subprocess.Popen([sys.executable, APE, "run", "experiment", *args], cwd=ROOT, env=ENV,
+                                stdout=log, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 300
+    while "Ray cluster:" not in log_path.read_text():
+        assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()[-3000:]
+        time.sleep(0.1)
+    time.sleep(2)
+
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=120)
+
+    output = log_path.read_text()
+    assert code == 143, output[-3000:]
+    assert "sweep done" not in output and "interrupted" in output
+    session = json.loads((results / "sweep.json").read_text())["sessions"][-1]
+    assert session["interrupted"] is True and "finished" in session
+    assert not (results / "fedavg-clean" / "ratio-0" / "seed-0" / "summary.json").exists()

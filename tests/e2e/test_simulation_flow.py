@@ -76,8 +76,10 @@ def test_chainless_ledger__draws_the_proposers_and_voters_the_contract_drew(smal
     config, folder, summary = small_run
     events = [json.loads(line) for line in (folder / "events.jsonl").read_text().splitlines()]
     assert not any(e["event"] == "ParticipantRemoved" for e in events)
+    # this session's chain is shared by many tests, so its VotingRound is not at the fresh chain's address
+    voting = summary["contracts"]["VotingRound"]
     ledger = AcceptAllLedger(chainless_addresses(config.clients), config.proposer_fraction, config.seed,
-                             initial_model_hash(config, load_federated_data(config)))
+                             initial_model_hash(config, load_federated_data(config)), voting=voting)
 
     for r in range(1, summary["rounds_completed"] + 1):
         opening = ledger.open_round()
@@ -85,6 +87,19 @@ def test_chainless_ledger__draws_the_proposers_and_voters_the_contract_drew(smal
                  if e["event"] == "ParticipantSelected" and e["args"]["roundId"] == r]
         assert [a for a, role in drawn if role == Role.PROPOSER] == opening.proposers
         assert [a for a, role in drawn if role == Role.VOTER] == opening.voters
+
+
+def test_deploy__voting_round_is_the_deployers_fourth_creation():
+    """fl.protocol.draw assumes VotingRound is created with the deployer's nonce + 3 (TestToken,
+    StakeRegistry, ProposalPool first): on a fresh development chain, nonce 3."""
+    from fl.protocol.draw import VOTING_DEPLOY_NONCE, create_address
+
+    deployer = deployer_account()
+    nonce = deployer.nonce
+
+    protocol = ProtocolChain.deploy(deployer, protocol_params(SimulationConfig()), b"\x01" * 32)
+
+    assert str(protocol.voting.address) == create_address(str(deployer.address), nonce + VOTING_DEPLOY_NONCE)
 
 
 class TamperingLedger:

@@ -294,3 +294,23 @@ def test_resume__finished_chainless_runs_of_the_former_draw__refused(tmp_path):
     with pytest.raises(ValueError, match=r"1 finished run.*draw seeded.*this grid: contract"):
         run_benchmark(base, ["median"], [NO_ATTACK], [0.4], [0], tmp_path, echo=lambda *a: None)
     assert (folder / "summary.json").is_file()
+
+
+def test_report__says_which_chainless_runs_drew_the_former_way(tmp_path):
+    """The share table's caption follows the runs: a chainless run whose config.json records the
+    contract's draw faced the protocol's proposers; one without it (made earlier) did not."""
+    from fl.experiments.benchmark_report import benchmark_section, load_cells
+
+    _write_cell(tmp_path, "fedavg", NO_ATTACK, 0.0, 0, [0.5, 0.6])
+    _write_cell(tmp_path, "fedavg", "ipm", 0.4, 0, [0.5, 0.6])
+    _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "ipm", 0.4, 0, [0.5, 0.6], rejected=(1, 0))
+    for folder in (tmp_path / "fedavg").rglob("seed-0"):
+        (folder / "config.json").write_text(json.dumps({"draw": "contract"}))
+
+    replayed = "\n".join(benchmark_section(tmp_path, tmp_path / "f", tmp_path))
+    (tmp_path / "fedavg" / "ipm" / "ratio-0.4" / "seed-0" / "config.json").write_text(json.dumps({}))
+    mixed = "\n".join(benchmark_section(tmp_path, tmp_path / "f", tmp_path))
+
+    assert {c.draw for c in load_cells(tmp_path)} == {"contract", "seeded", ""}
+    assert "the chainless columns replay the contract's draw" in replayed and "former" not in replayed
+    assert "1 of 2 chainless runs drew their proposers with the former seeded generator" in mixed
