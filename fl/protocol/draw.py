@@ -20,7 +20,8 @@ A run on a fresh development chain has fixed inputs: the deployer is Ape's first
 (``fl.chain.ledger.ProtocolChain.deploy``), so VotingRound's address is the deployer's CREATE
 address at nonce 3; the clients' keys derive from their index (``simulated_client_key``), join
 the registry in index order, and every voter reveals with a salt from the run's seeded stream.
-tests/simulation/test_contract_draw.py checks the replay against a real run's events.
+tests/e2e/test_simulation_flow.py checks the replay against a real run's events, tests/protocol/
+test_draw.py against the contract tests' own model (tests/contracts/protocol_model.py).
 """
 
 from __future__ import annotations
