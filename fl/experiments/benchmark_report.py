@@ -310,15 +310,31 @@ def _paired_text(cells: Sequence[Cell], key: Key, mine: str, other: str) -> str:
     return f" (paired by seed: {mean * 100:+.1f} ± {sd * 100:.1f} points, {n} seeds)"
 
 
+def seed_values(cells: Sequence[Cell], key: Key, defence: str, value: str = "auroc") -> dict[int, float]:
+    """Seed -> the finite ``value`` of column ``defence`` on row ``key``."""
+    return {c.seed: getattr(c, value) for c in cells
+            if (c.attack, c.ratio) == key and c.defence == defence and math.isfinite(getattr(c, value))}
+
+
+def over_shared_seeds(mine: dict[int, float], other: dict[int, float]) -> tuple[float, float, str]:
+    """Both columns' means over the seeds both have (nan if none), and " over seeds ..." when that
+    drops a seed of either: a verdict never sets one column's 2-seed mean against another's
+    3-seed mean (the seeds are different data splits)."""
+    shared = sorted(set(mine) & set(other))
+    if not shared:
+        return math.nan, math.nan, ""
+    note = "" if set(mine) == set(other) else " over seeds " + ", ".join(map(str, shared))
+    return float(np.mean([mine[s] for s in shared])), float(np.mean([other[s] for s in shared])), note
+
+
 def protocol_losses(cells: Sequence[Cell], defences: Sequence[str]) -> list[str]:
-    """Each (protocol column, attack row) whose mean AUROC is below the best chainless robust
-    aggregator's (with the seed-by-seed difference), the count at the largest ratio (issue 12:
-    ahead under at least 6 of the 8 proposer attacks at 0.4), and the per-proposal target against
-    clean FedAvg at ratio 0.2."""
-    table = grid(cells, "auroc")
+    """Each (protocol column, attack row) whose mean AUROC is below a chainless robust
+    aggregator's over the seeds both have (with the seed-by-seed difference), the count at the
+    largest ratio (issue 12: ahead under at least 6 of the 8 proposer attacks at 0.4), and the
+    per-proposal target against clean FedAvg at ratio 0.2."""
     robust = [d for d in defences if d in CHAINLESS_DEFENCES and d != "fedavg"]
     lines = []
-    clean = mean_of(table.get(((NO_ATTACK, 0.0), "fedavg"), []))
+    clean = seed_values(cells, (NO_ATTACK, 0.0), "fedavg")
     largest = max((c.ratio for c in cells if c.attack != NO_ATTACK), default=math.nan)
     for defence in [d for d in defences if is_protocol(d)]:
         losses, wins, compared = [], 0, 0
@@ -326,16 +342,20 @@ def protocol_losses(cells: Sequence[Cell], defences: Sequence[str]) -> list[str]
         for key in row_order(cells):
             if key[0] == NO_ATTACK:
                 continue
-            mine = mean_of(table.get((key, defence), []))
-            scores = {d: mean_of(table.get((key, d), [])) for d in robust}
-            scores = {d: v for d, v in scores.items() if math.isfinite(v)}
-            if not math.isfinite(mine) or not scores:
+            mine = seed_values(cells, key, defence)
+            # (margin of the aggregator over the protocol, the protocol's mean, the aggregator, its mean, note)
+            margins = []
+            for other in robust:
+                my_mean, other_mean, note = over_shared_seeds(mine, seed_values(cells, key, other))
+                if math.isfinite(my_mean):
+                    margins.append((other_mean - my_mean, my_mean, other, other_mean, note))
+            if not margins:
                 continue
-            best = max(scores, key=scores.get)
+            margin, my_mean, best, best_mean, note = max(margins, key=lambda m: m[0])
             compared += 1
             largest_compared += key[1] == largest
-            if mine < scores[best]:
-                losses.append(f"{row_label(key)}: {mine:.3f} vs {defence_name(best)} {scores[best]:.3f}"
+            if margin > 0:
+                losses.append(f"{row_label(key)}: {my_mean:.3f} vs {defence_name(best)} {best_mean:.3f}{note}"
                               + _paired_text(cells, key, defence, best))
             else:
                 wins += 1
@@ -344,33 +364,33 @@ def protocol_losses(cells: Sequence[Cell], defences: Sequence[str]) -> list[str]
             lines.append(f"- **{defence_name(defence)}** ahead of (or level with) the best chainless robust aggregator in "
                          f"{wins} of {compared} attacked cells; at ratio {largest:g}, under {largest_wins} of "
                          f"{largest_compared} attacks." + (" Behind in: " + "; ".join(losses) + "." if losses else ""))
-        if math.isfinite(clean) and any(c.ratio == 0.2 and c.defence == defence for c in cells):
-            misses = []
-            for key in row_order(cells):
-                if key[0] != NO_ATTACK and key[1] == 0.2:
-                    mine = mean_of(table.get((key, defence), []))
-                    if math.isfinite(mine) and mine < clean - TARGET_POINTS:
-                        misses.append(f"{row_label(key)} {mine:.3f}")
+        rows_02 = [k for k in row_order(cells) if k[0] != NO_ATTACK and k[1] == 0.2 and seed_values(cells, k, defence)]
+        if clean and rows_02:
+            misses, clean_means = [], set()
+            for key in rows_02:
+                my_mean, clean_mean, note = over_shared_seeds(seed_values(cells, key, defence), clean)
+                if math.isfinite(my_mean):
+                    clean_means.add(f"{clean_mean:.3f}{note}")
+                    if my_mean < clean_mean - TARGET_POINTS:
+                        misses.append(f"{row_label(key)} {my_mean:.3f}")
             lines.append(f"  - At ratio 0.2, more than {TARGET_POINTS * 100:.0f} points below clean FedAvg "
-                         f"({clean:.3f}): " + (", ".join(misses) if misses else "none") + ".")
+                         f"({'; '.join(sorted(clean_means))}): " + (", ".join(misses) if misses else "none") + ".")
     return lines
 
 
 def backdoor_target_lines(cells: Sequence[Cell], defences: Sequence[str]) -> list[str]:
     """Issue 12's backdoor target: each protocol column's attack success rate at most a third of
-    FedAvg's, per ratio."""
-    table = grid(cells, "asr")
+    FedAvg's, per ratio, over the seeds both have."""
     lines = []
     for ratio in sorted({c.ratio for c in cells if c.attack == "backdoor"}):
-        fedavg = mean_of(table.get((("backdoor", ratio), "fedavg"), []))
-        if not math.isfinite(fedavg):
-            continue
+        key = ("backdoor", ratio)
+        fedavg = seed_values(cells, key, "fedavg", "asr")
         for defence in [d for d in defences if is_protocol(d)]:
-            mine = mean_of(table.get((("backdoor", ratio), defence), []))
+            mine, theirs, note = over_shared_seeds(seed_values(cells, key, defence, "asr"), fedavg)
             if math.isfinite(mine):
-                met = "met" if mine <= fedavg / 3 else "missed"
-                lines.append(f"- ratio {ratio:g}, {defence_name(defence)}: {mine:.3f} vs FedAvg {fedavg:.3f} "
-                             f"(target at most a third, {fedavg / 3:.3f}: {met})")
+                met = "met" if mine <= theirs / 3 else "missed"
+                lines.append(f"- ratio {ratio:g}, {defence_name(defence)}: {mine:.3f} vs FedAvg {theirs:.3f}{note} "
+                             f"(target at most a third, {theirs / 3:.3f}: {met})")
     return lines
 
 

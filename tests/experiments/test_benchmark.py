@@ -202,6 +202,31 @@ def test_report__paired_differences_count_at_the_largest_ratio_and_backdoor_targ
     assert "0.500 vs FedAvg 0.900 (target at most a third, 0.300: missed)" in lines
 
 
+def test_report__verdicts_compare_over_the_seeds_both_columns_have(tmp_path):
+    """A protocol column run on seeds 0-1 against aggregators run on seeds 0-2: the verdicts
+    (behind, the 0.2 target, the backdoor target) must not set a 2-seed mean against a 3-seed
+    mean. Seed 2 is a hard split for everyone, so the 3-seed means would flatter the protocol."""
+    from fl.experiments.benchmark_report import benchmark_section
+
+    for seed, (protocol, median, clean, asr) in enumerate([(0.80, 0.82, 0.84, 0.30), (0.80, 0.82, 0.84, 0.30),
+                                                           (None, 0.40, 0.50, 0.10)]):
+        _write_cell(tmp_path, "fedavg", NO_ATTACK, 0.0, seed, [clean, clean])
+        _write_cell(tmp_path, "median", "ipm", 0.4, seed, [median, median])
+        _write_cell(tmp_path, "median", "ipm", 0.2, seed, [median, median])
+        _write_cell(tmp_path, "fedavg", "backdoor", 0.4, seed, [0.7, 0.7], asr=asr * 3)
+        if protocol is not None:
+            _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "ipm", 0.4, seed, [protocol, protocol])
+            _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "ipm", 0.2, seed, [protocol + 0.01, protocol + 0.01])
+            _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "backdoor", 0.4, seed, [0.7, 0.7], asr=asr + 0.01)
+
+    lines = "\n".join(benchmark_section(tmp_path, tmp_path / "figures", tmp_path))
+
+    assert "ipm @ 0.4: 0.800 vs Median 0.820 over seeds 0, 1" in lines  # 3-seed median: 0.680
+    assert "at ratio 0.4, under 0 of 1 attacks" in lines  # backdoor: no robust column
+    assert "clean FedAvg (0.840 over seeds 0, 1): ipm @ 0.2 0.810." in lines  # 3-seed clean: 0.727
+    assert "0.310 vs FedAvg 0.900 over seeds 0, 1 (target at most a third, 0.300: missed)" in lines
+
+
 def test_report__two_grids_of_one_task__own_heading_and_figure(tmp_path):
     """A longer-horizon grid of the same task must not overwrite the other's heatmap."""
     from fl.experiments.benchmark_report import benchmark_section
