@@ -286,8 +286,9 @@ def benchmark_options(command):
               help="The aggregator of `all`'s protocol-per-proposal+<aggregator> column; auto: the chainless "
                    "robust aggregator with the best mean test AUROC (last half of the rounds) at the largest "
                    "ratio in --results.")
-@click.option("--per-proposal-review", default="cosine_floor", show_default=True,
-              help="The review rule of the protocol-per-proposal columns (a --review rule of ape run simulate).")
+@click.option("--per-proposal-review", default=None,
+              help="The review rule of the protocol-per-proposal columns (a --review rule of ape run simulate; "
+                   "default: the task's recommended rule, cosine_floor on lending, cosine_floor_t0 on images).")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Runs at a time (chainless runs in worker processes, protocol runs as ape run simulate).")
 @click.option("--network", default=None, help="Ape network for the protocol runs (default: the embedded chain).")

@@ -16,7 +16,7 @@ from ape.cli import ConnectedProviderCommand, network_option
 from fl.attacks.behaviours import MALICIOUS_ROLES, PROPOSER_ATTACKS, VOTER_ATTACKS
 from fl.chain.reproducible import DEFAULT_NETWORK, make_embedded_chain_reproducible, use_own_anvil
 from fl.defences.aggregators import AGGREGATORS
-from fl.defences.voter_review import RULES as REVIEW_RULES
+from fl.defences.voter_review import RULES as REVIEW_RULES, recommended_rule
 from fl.simulation.rounds import SimulationConfig
 
 make_embedded_chain_reproducible()  # before `ape run` connects, in case --network picks the embedded chain
@@ -90,8 +90,9 @@ def simulation_options(command):
         click.option("--model", default=DEFAULTS.model, show_default=True,
                      type=click.Choice(["cnn", "densenet121"]),
                      help="Image tasks: the small CNN, or DenseNet121 (needs torchvision)."),
-        click.option("--review", default=DEFAULTS.review, show_default=True, type=click.Choice(list(REVIEW_RULES)),
-                     help="How a voter judges each proposal of the round: "
+        click.option("--review", default=None, type=click.Choice(list(REVIEW_RULES)),
+                     help="How a voter judges each proposal of the round (default: the task's recommended rule, "
+                          "cosine_floor on lending, cosine_floor_t0 on the image tasks): "
                           + "; ".join(f"{r.name}: {r.description}" for r in REVIEW_RULES.values()) + "."),
         click.option("--aggregator", default=DEFAULTS.aggregator, show_default=True, type=click.Choice(list(AGGREGATORS)),
                      help="The new global model over the ACCEPTED proposals (fedavg: bit-exact sample-weighted mean; "
@@ -104,6 +105,9 @@ def simulation_options(command):
 
 def config_from_options(options: dict) -> SimulationConfig:
     fields = SimulationConfig.__dataclass_fields__
+    options = dict(options)
+    if options.get("review") is None:  # --review not given: the task's recommended rule
+        options["review"] = recommended_rule(options.get("task") or DEFAULTS.task)
     config = SimulationConfig(**{k: v for k, v in options.items() if k in fields})
     try:
         config.validate()

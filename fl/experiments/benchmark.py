@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterable, Sequence
 
+from fl.defences.voter_review import recommended_rule
 from fl.simulation.rounds import SimulationConfig
 
 CHAINLESS_DEFENCES = ("fedavg", "median", "trimmed_mean", "krum", "multi_krum", "bulyan", "centered_clipping")
@@ -51,7 +52,6 @@ EXPERIMENT_FILE = "experiment.json"
 SUMMARY_FILE = "summary.json"
 # Review rules of the round loop (`--review`), as the review branch names them.
 REVIEW_AGGREGATE = "aggregate"
-DEFAULT_PER_PROPOSAL_REVIEW = "cosine_floor"  # the per-proposal columns' rule (fl.defences.voter_review.RULES)
 
 
 def is_protocol(defence: str) -> bool:
@@ -159,16 +159,18 @@ def plan_benchmark(
     attacks: Sequence[str],
     ratios: Sequence[float],
     seeds: Sequence[int],
-    per_proposal_review: str = DEFAULT_PER_PROPOSAL_REVIEW,
+    per_proposal_review: str | None = None,
 ) -> list[BenchSpec]:
     """Every run, seed by seed (a grid cut short has whole seeds), chainless defences first.
 
     ``none`` is one run per (defence, seed) at ratio 0; every other attack one per ratio. The
     malicious clients attack as proposers only (``malicious_roles="proposer"``): the vote is
-    the defence under test.
+    the defence under test. ``per_proposal_review`` (a rule of fl.defences.voter_review.RULES)
+    defaults to the task's recommended rule (``recommended_rule``).
     """
     check_defences(defences)
     base = replace(base, malicious_roles="proposer")
+    per_proposal_review = per_proposal_review or recommended_rule(base.task)
     n = proposers_per_round(base)
     ordered = [d for d in defences if not is_protocol(d)] + [d for d in defences if is_protocol(d)]
     specs = []
@@ -433,7 +435,7 @@ def run_benchmark(
     jobs: int = 1,
     network: str | None = None,
     best_aggregator: str = "auto",
-    per_proposal_review: str = DEFAULT_PER_PROPOSAL_REVIEW,
+    per_proposal_review: str | None = None,
     simulate_params: set[str] = frozenset(),
     command: str = "",
     echo=print,

@@ -27,3 +27,29 @@ def test_rules__name_known_policies_and_unknown_rule_is_one_line_error():
     assert {"aggregate", "cosine"} <= set(RULES)
     with pytest.raises(ValueError, match="review rule must be one of"):
         rule_named("nope")
+
+
+def test_cosine_floor_t0__rejects_a_slightly_opposed_update_that_cosine_floor_accepts():
+    """Fashion-MNIST's label-flipped updates sit at cos -0.05 to -0.09 with a voter's own update
+    (docs/REVIEW_STUDY.md, "Fashion-MNIST: the threshold"): above -0.1, below FLTrust's 0."""
+    from fl.defences.review import ReviewInputs, review
+
+    own = torch.tensor([1.0, 0.0, 0.0])
+    proposals = torch.tensor([[-0.05, 1.0, 0.0], [0.05, 1.0, 0.0], [1.0, 0.0, 0.0]])  # cos -0.05, +0.05, 1
+    inputs = ReviewInputs(proposal_count=3, proposal_updates=proposals, own_update=own, reference_norm=1.0)
+
+    def verdicts(name):
+        rule = rule_named(name)
+        return review(rule.policy, inputs, **rule.parameters)
+
+    assert verdicts("cosine_floor") == [True, True, True]
+    assert verdicts("cosine_floor_t0") == [False, True, True]
+    assert rule_named("cosine_floor_t0").own_epochs == rule_named("cosine_floor").own_epochs
+
+
+@pytest.mark.parametrize(("task", "rule"), [("lending", "cosine_floor"), ("fmnist", "cosine_floor_t0"),
+                                            ("chestxray", "cosine_floor_t0")])
+def test_recommended_rule__per_task(task, rule):
+    from fl.defences.voter_review import recommended_rule
+
+    assert recommended_rule(task) == rule

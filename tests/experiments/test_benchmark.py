@@ -50,6 +50,16 @@ def test_assumed_byzantine__equals_what_the_round_loop_uses(rule, ratio):
     assert torch.equal(aggregate_accepted(rule, updates, reference, ratio)["w"], expected["w"])
 
 
+def test_plan__per_proposal_review_defaults_to_the_tasks_recommended_rule():
+    fmnist = SimulationConfig(clients=30, rounds=2, task="fmnist")
+
+    default = plan_benchmark(fmnist, [PROTOCOL_PER_PROPOSAL], ["ipm"], [0.4], [0])
+    chosen = plan_benchmark(fmnist, [PROTOCOL_PER_PROPOSAL], ["ipm"], [0.4], [0], "cosine_floor")
+
+    assert {s.review for s in default} == {"cosine_floor_t0"}
+    assert {s.review for s in chosen} == {"cosine_floor"}
+
+
 def test_plan__counts_order_and_configs():
     base = SimulationConfig(clients=50, rounds=5)
     attacks = attacks_for("lending")
