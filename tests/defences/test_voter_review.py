@@ -30,7 +30,7 @@ def test_rules__name_known_policies_and_unknown_rule_is_one_line_error():
 
 
 def test_cosine_floor_t0__rejects_a_slightly_opposed_update_that_cosine_floor_accepts():
-    """Fashion-MNIST's label-flipped updates sit at cos -0.05 to -0.09 with a voter's own update
+    """Fashion-MNIST's label-flipped updates sit at cos -0.06 to -0.10 with a voter's own update
     (docs/REVIEW_STUDY.md, "Fashion-MNIST: the threshold"): above -0.1, below FLTrust's 0."""
     from fl.defences.review import ReviewInputs, review
 
