@@ -288,16 +288,18 @@ def heatmap(cells: Sequence[Cell], defences: Sequence[str], path: Path, title: s
     return path
 
 
+def seed_values(cells: Sequence[Cell], key: Key, defence: str, value: str = "auroc") -> dict[int, float]:
+    """Seed -> the finite ``value`` of column ``defence`` on row ``key``."""
+    return {c.seed: getattr(c, value) for c in cells
+            if (c.attack, c.ratio) == key and c.defence == defence and math.isfinite(getattr(c, value))}
+
+
 def paired_difference(cells: Sequence[Cell], key: Key, mine: str, other: str, value: str = "auroc") -> tuple[float, float, int]:
     """Mean and standard deviation over seeds of ``mine - other`` on row ``key``, seed by seed
     (both columns share each seed's data split, initial model and malicious clients), and the
     number of seeds both have; (nan, nan, 0) if none."""
-    by_seed: dict[str, dict[int, float]] = {mine: {}, other: {}}
-    for cell in cells:
-        if (cell.attack, cell.ratio) == key and cell.defence in by_seed:
-            by_seed[cell.defence][cell.seed] = getattr(cell, value)
-    differences = [by_seed[mine][s] - by_seed[other][s] for s in sorted(set(by_seed[mine]) & set(by_seed[other]))]
-    differences = [d for d in differences if math.isfinite(d)]
+    mine_by_seed, other_by_seed = seed_values(cells, key, mine, value), seed_values(cells, key, other, value)
+    differences = [mine_by_seed[s] - other_by_seed[s] for s in sorted(set(mine_by_seed) & set(other_by_seed))]
     if not differences:
         return math.nan, math.nan, 0
     return float(np.mean(differences)), float(np.std(differences, ddof=1)) if len(differences) > 1 else 0.0, len(differences)
@@ -308,12 +310,6 @@ def _paired_text(cells: Sequence[Cell], key: Key, mine: str, other: str) -> str:
     if n < 2:
         return ""
     return f" (paired by seed: {mean * 100:+.1f} ± {sd * 100:.1f} points, {n} seeds)"
-
-
-def seed_values(cells: Sequence[Cell], key: Key, defence: str, value: str = "auroc") -> dict[int, float]:
-    """Seed -> the finite ``value`` of column ``defence`` on row ``key``."""
-    return {c.seed: getattr(c, value) for c in cells
-            if (c.attack, c.ratio) == key and c.defence == defence and math.isfinite(getattr(c, value))}
 
 
 def over_shared_seeds(mine: dict[int, float], other: dict[int, float]) -> tuple[float, float, str]:
