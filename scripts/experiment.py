@@ -157,7 +157,7 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     from tqdm import tqdm
 
     import fl.experiments.sweep
-    from fl.experiments.sweep import SessionLog, finalize_orphan, former_draw_runs, is_done, plan_sweep, run_one
+    from fl.experiments.sweep import SessionLog, finalize_orphan, former_draw_runs, is_done, plan_sweep, run_one, say
 
     if ray_address is None and ctx.get_parameter_source("ray_cpus_per_run") != ParameterSource.DEFAULT:
         raise click.UsageError("--ray-cpus-per-run needs --ray")
@@ -199,10 +199,10 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         label = f"{spec.method} r={spec.ratio:g} s={spec.seed}"
         if error is not None:
             failures.append(label)
-            tqdm.write(f"FAILED {label}: {error}")
+            say(f"FAILED {label}: {error}")
         else:
             auroc = summary.get("final_test_auroc")
-            tqdm.write(f"done {label}: auroc={auroc if auroc is None else round(auroc, 3)} "
+            say(f"done {label}: auroc={auroc if auroc is None else round(auroc, 3)} "
                        f"in {summary.get('wall_seconds')} s")
         log.ran(label, failed=error is not None)
         bar.update(1)
@@ -213,7 +213,7 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         from fl.experiments.ray_backend import RayUnavailable, run_on_ray
 
         try:
-            run_on_ray(todo, results, ray_address, ray_cpus_per_run, network, simulate_params, done, tqdm.write,
+            run_on_ray(todo, results, ray_address, ray_cpus_per_run, network, simulate_params, done, say,
                        after_connect=stop.install)
         except RayUnavailable as exc:
             raise click.ClickException(str(exc)) from None

@@ -447,7 +447,7 @@ def run_benchmark(
 
     from tqdm import tqdm
 
-    from fl.experiments.sweep import SessionLog
+    from fl.experiments.sweep import SessionLog, say
 
     results = Path(results)
     defences = expand_defences(defences, best_aggregator, results, base.task)
@@ -464,7 +464,7 @@ def run_benchmark(
     def done(spec: BenchSpec, summary: dict | None = None, error: Exception | None = None) -> None:
         if error is not None:
             failures.append(spec.label())
-            tqdm.write(f"FAILED {spec.label()}: {error}")
+            say(f"FAILED {spec.label()}: {error}")
         log.ran(spec.label(), failed=error is not None)
         bar.update(1)
         bar.set_postfix_str(spec.label())

@@ -363,6 +363,15 @@ def _round_of(block: int, block_round: list[tuple[int, int]]) -> int | None:
     return current
 
 
+def say(line: str) -> None:
+    """Print a line above the progress bar and flush it: a log file read while a sweep runs shows
+    it at once (tqdm.write leaves it in stdout's buffer when stdout is a file)."""
+    from tqdm import tqdm
+
+    tqdm.write(line)
+    sys.stdout.flush()
+
+
 class SessionLog:
     """One sweep or benchmark session's entry in <results>/sweep.json, rewritten after every run.
 

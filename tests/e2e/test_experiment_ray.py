@@ -146,7 +146,8 @@ def test_ray_sweep__skips_finished_runs_and_reports_a_failed_run_with_its_log(sw
 
 def test_ray_sweep__sigterm__interrupted_exit_143_and_no_done_line(ray_address, tmp_path):
     """Stopped while its runs are on the cluster, the Ray sweep says so (sweep.json "interrupted",
-    exit 143), as the local sweep does; it used to print "sweep done" and exit 0."""
+    exit 143), as the local sweep does; it used to print "sweep done" and exit 0. The sweep's lines
+    reach the log file at once (`say`), so the signal comes while its 2000-round run is on the cluster."""
     import signal
     import time
 
@@ -162,6 +163,7 @@ def test_ray_sweep__sigterm__interrupted_exit_143_and_no_done_line(ray_address, 
         time.sleep(0.1)
     time.sleep(2)
 
+    assert proc.poll() is None, "the sweep ended before the signal:\n" + log_path.read_text()[-3000:]
     proc.send_signal(signal.SIGTERM)
     code = proc.wait(timeout=120)
 
