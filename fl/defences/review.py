@@ -263,11 +263,15 @@ def cosine(
     threshold: float = 0.0,
     max_norm_ratio: float | None = None,
     min_norm_ratio: float | None = None,
+    median_ratio: float | None = None,
 ) -> list[bool]:
     """Accept proposal i iff cos(update_i, own_update) > threshold (FLTrust's direction test,
     Cao et al. NDSS 2021, with the voter's own update as the root) and, when
     ``max_norm_ratio`` is given, ||update_i|| <= max_norm_ratio * reference_norm, and, when
-    ``min_norm_ratio`` is given, ||update_i|| >= min_norm_ratio * reference_norm.
+    ``min_norm_ratio`` is given, ||update_i|| >= min_norm_ratio * reference_norm, and, when
+    ``median_ratio`` is given, cos_i > median_ratio * the median cosine of the round's proposals
+    within the norm bounds (a relative test: an update that learns the voter's task far less than
+    the round's typical proposal, such as a backdoored one, fails it while its cosine is still > 0).
 
     The norm cap stands in for FLTrust's rescaling (the protocol's FedAvg cannot rescale): a
     negative threshold admits updates orthogonal to every honest direction, and without the
@@ -283,18 +287,24 @@ def cosine(
             _need(inputs, "reference_norm")
             if not ratio > 0 or not inputs.reference_norm > 0:
                 raise ValueError(f"{name} and reference_norm must be positive")
+    if median_ratio is not None and not 0.0 < median_ratio < 1.0:
+        raise ValueError(f"median_ratio must lie in (0, 1), got {median_ratio}")
     if None not in (max_norm_ratio, min_norm_ratio) and min_norm_ratio > max_norm_ratio:
         raise ValueError(f"min_norm_ratio ({min_norm_ratio}) must not exceed max_norm_ratio ({max_norm_ratio})")
     if inputs.proposal_count == 0:
         return []
     if inputs.proposal_updates.shape[0] != inputs.proposal_count:
         raise ValueError(f"proposal_updates has {inputs.proposal_updates.shape[0]} rows for {inputs.proposal_count} proposals")
-    accept = cosine_similarities(inputs.proposal_updates, inputs.own_update) > threshold
+    cosines = cosine_similarities(inputs.proposal_updates, inputs.own_update)
     norms = inputs.proposal_updates.to(torch.float64).norm(dim=1)
+    in_bounds = torch.ones_like(norms, dtype=torch.bool)
     if max_norm_ratio is not None:
-        accept &= norms <= max_norm_ratio * float(inputs.reference_norm)
+        in_bounds &= norms <= max_norm_ratio * float(inputs.reference_norm)
     if min_norm_ratio is not None:
-        accept &= norms >= min_norm_ratio * float(inputs.reference_norm)
+        in_bounds &= norms >= min_norm_ratio * float(inputs.reference_norm)
+    accept = (cosines > threshold) & in_bounds
+    if median_ratio is not None and bool(in_bounds.any()):
+        accept &= cosines > median_ratio * float(torch.quantile(cosines[in_bounds], 0.5))  # mean of the middle two
     return [bool(ok) for ok in accept]
 
 

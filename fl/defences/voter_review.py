@@ -64,6 +64,12 @@ RULES: dict[str, ReviewRule] = {
             "cosine_floor with FLTrust's threshold 0: accept proposal i iff cos(update_i, own update) > 0 and "
             "0.1 x r <= ||update_i|| <= 2 x r (the image tasks' default: on Fashion-MNIST a label-flipped "
             "update sits at cos -0.06 to -0.10, above cosine_floor's -0.1)")),
+        ReviewRule("cosine_floor_rel", rv.RECOMMENDED_POLICY,
+                   {**rv.RECOMMENDED_PARAMETERS, "threshold": 0.0, "median_ratio": 0.5},
+                   own_epochs=rv.OWN_UPDATE_EPOCHS, description=(
+            "cosine_floor_t0 and a relative test: accept proposal i only if its cosine is also above half the "
+            "median cosine of the round's proposals within the norm bounds (a backdoored update keeps a small "
+            "positive cosine, well below the honest ones')")),
         ReviewRule("cosine_and_loss", "cosine_and_loss", {"threshold": -0.1, "k": 1.0}, "logloss", own_epochs=20,
                    description="the cosine test (no norm cap) AND loss_vs_global"),
         ReviewRule("loss_vs_global", "loss_vs_global", {"k": 1.0}, "logloss", description=(

@@ -228,6 +228,37 @@ def test_cosine__norm_floor_rejects_a_zero_and_a_tiny_update_that_pass_the_direc
     assert review("cosine", inputs, threshold=-0.1, min_norm_ratio=0.6) == [True, False, False, False]
 
 
+def test_cosine__median_ratio_rejects_an_update_far_below_the_rounds_median_cosine():
+    # cosines with the own update [1, 0]: 0.8, 0.6, 0.4, 0.1 -> median 0.5; half of it: 0.25
+    proposals = [[0.8, 0.6], [0.6, 0.8], [0.4, math.sqrt(1 - 0.16)], [0.1, math.sqrt(1 - 0.01)]]
+    inputs = direction_inputs(proposals, [1.0, 0.0])
+    assert review("cosine", inputs, threshold=0.0) == [True, True, True, True]
+    assert review("cosine", inputs, threshold=0.0, median_ratio=0.5) == [True, True, True, False]
+    assert review("cosine", inputs, threshold=0.0, median_ratio=0.9) == [True, True, False, False]  # 0.45
+    # the absolute threshold still binds when the round's median is low or negative
+    low = direction_inputs([[0.1, math.sqrt(1 - 0.01)], [-0.6, 0.8], [-0.8, 0.6]], [1.0, 0.0])
+    assert review("cosine", low, threshold=0.0, median_ratio=0.5) == [True, False, False]
+
+
+def test_cosine__median_ratio__median_over_the_proposals_within_the_norm_bounds():
+    # two oversized updates (cos 0.9) would raise the median to 0.85 and reject the 0.35 one
+    inputs = ReviewInputs(proposal_count=4, own_update=torch.tensor([1.0, 0.0]), reference_norm=1.0,
+                          proposal_updates=torch.tensor([[0.8, 0.6], [0.35, math.sqrt(1 - 0.35 ** 2)],
+                                                         [9.0, math.sqrt(19.0)], [9.0, math.sqrt(19.0)]]))
+    assert review("cosine", inputs, median_ratio=0.5) == [True, False, True, True]
+    assert review("cosine", inputs, max_norm_ratio=2.0, median_ratio=0.5) == [True, True, False, False]
+
+
+def test_cosine__median_ratio__one_proposal_is_judged_by_the_threshold_alone():
+    assert review("cosine", direction_inputs([[0.3, 0.95]], [1.0, 0.0]), threshold=0.0, median_ratio=0.5) == [True]
+
+
+@pytest.mark.parametrize("ratio", [0.0, 1.0, -0.5, math.nan])
+def test_cosine__bad_median_ratio__value_error(ratio):
+    with pytest.raises(ValueError, match="median_ratio"):
+        review("cosine", direction_inputs([[1.0, 0.0]], [1.0, 0.0]), median_ratio=ratio)
+
+
 @pytest.mark.parametrize("parameters, message", [
     ({"min_norm_ratio": 0.1}, "reference_norm"),
     ({"min_norm_ratio": 0.0, "reference": 1.0}, "min_norm_ratio"),

@@ -47,6 +47,25 @@ def test_cosine_floor_t0__rejects_a_slightly_opposed_update_that_cosine_floor_ac
     assert rule_named("cosine_floor_t0").own_epochs == rule_named("cosine_floor").own_epochs
 
 
+def test_cosine_floor_rel__rejects_an_update_far_below_the_rounds_median_that_t0_accepts():
+    """A backdoored update keeps a small positive cosine with a voter's own update, well below the
+    honest proposals' (docs/REVIEW_STUDY.md, "Fashion-MNIST: the backdoor")."""
+    from fl.defences.review import ReviewInputs, review
+
+    own = torch.tensor([1.0, 0.0])
+    # cosines 0.3, 0.25, 0.05 (median 0.25, half: 0.125) and a zero update (norm floor)
+    proposals = torch.tensor([[0.3, 0.95], [0.25, 0.97], [0.05, 1.0], [0.0, 0.0]])
+    inputs = ReviewInputs(proposal_count=4, proposal_updates=proposals, own_update=own, reference_norm=1.0)
+
+    def verdicts(name):
+        rule = rule_named(name)
+        return review(rule.policy, inputs, **rule.parameters)
+
+    assert verdicts("cosine_floor_t0") == [True, True, True, False]
+    assert verdicts("cosine_floor_rel") == [True, True, False, False]
+    assert rule_named("cosine_floor_rel").own_epochs == rule_named("cosine_floor_t0").own_epochs
+
+
 @pytest.mark.parametrize(("task", "rule"), [("lending", "cosine_floor"), ("fmnist", "cosine_floor_t0"),
                                             ("chestxray", "cosine_floor_t0")])
 def test_recommended_rule__per_task(task, rule):
