@@ -157,7 +157,8 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     from tqdm import tqdm
 
     import fl.experiments.sweep
-    from fl.experiments.sweep import SessionLog, finalize_orphan, former_draw_runs, is_done, plan_sweep, run_one, say
+    from fl.experiments.sweep import (SessionLog, compile_contracts, finalize_orphan, former_draw_runs, is_done,
+                                      plan_sweep, run_one, say)
 
     if ray_address is None and ctx.get_parameter_source("ray_cpus_per_run") != ParameterSource.DEFAULT:
         raise click.UsageError("--ray-cpus-per-run needs --ray")
@@ -231,6 +232,8 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
         return
     torch.set_num_threads(1)  # tiny models: one thread is several times faster on a shared machine
     stop.install()
+    if any(s.is_protocol for s in todo):
+        compile_contracts()  # once, not in every parallel `ape run simulate` at the same time
     # Protocol runs (each its own `ape run simulate` process, the slow part) go to `jobs` workers;
     # the baselines run meanwhile in one worker thread of this process. Both in plan order (seed by
     # seed), so a sweep cut short has whole seeds.

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Iterable, Sequence
 
 from fl.defences.voter_review import recommended_rule
+from fl.experiments.sweep import compile_contracts
 from fl.simulation.rounds import SimulationConfig
 
 CHAINLESS_DEFENCES = ("fedavg", "median", "trimmed_mean", "krum", "multi_krum", "bulyan", "centered_clipping")
@@ -477,6 +478,7 @@ def run_benchmark(
             for label, error in run_chainless_processes(chainless, results, jobs):
                 done(by_label[label], error=None if error is None else RuntimeError(error))
         if on_chain:
+            compile_contracts()
             pool = ThreadPoolExecutor(max_workers=jobs)
             try:
                 futures = {pool.submit(run_protocol_cell, s, results, network, set(simulate_params)): s

@@ -208,6 +208,16 @@ def simulate_command(config: SimulationConfig, folder: Path, network: str | None
     return command
 
 
+def compile_contracts() -> None:
+    """`ape compile` once, before parallel `ape run simulate` processes start: each would otherwise
+    compile and fetch OpenZeppelin into contracts/.cache at the same time on a fresh checkout, and
+    one could read the other's half-written cache. A no-op in seconds when nothing changed."""
+    ape = str(Path(sys.executable).parent / "ape")
+    completed = subprocess.run([ape, "compile"], capture_output=True, text=True)
+    if completed.returncode != 0:
+        raise RuntimeError(f"ape compile failed (exit {completed.returncode}):\n{(completed.stdout + completed.stderr)[-2000:]}")
+
+
 class RunBusy(RuntimeError):
     """Another sweep process is making this run right now."""
 

@@ -360,3 +360,27 @@ def test_report__an_interrupted_run_is_not_a_cell(tmp_path):
     _write_cell(tmp_path, "fedavg", "ipm", 0.4, 1, [0.5, 0.6], summary={"interrupted": True})
 
     assert [c.seed for c in load_cells(tmp_path)] == [0]
+
+
+def test_protocol_cells__contracts_compiled_once_before_any_simulation_starts(tmp_path, monkeypatch):
+    """Parallel `ape run simulate` processes on a fresh checkout each compiled the contracts and
+    fetched OpenZeppelin into contracts/.cache at once; one of them read a half-written cache and
+    failed ("Sources ... not found"). The benchmark compiles once, before the first simulation."""
+    from fl.experiments import benchmark
+
+    calls = []
+    monkeypatch.setattr(benchmark, "compile_contracts", lambda: calls.append("compile"))
+
+    def fake_cell(spec, results, network, simulate_params):
+        calls.append(spec.label())
+        return {"rounds_completed": 2}
+
+    monkeypatch.setattr(benchmark, "run_protocol_cell", fake_cell)
+    base = SimulationConfig(clients=20, rounds=2, proposer_fraction=0.5)
+    benchmark.run_benchmark(base, [PROTOCOL_PER_PROPOSAL], [NO_ATTACK], [0.4], [0, 1], tmp_path, jobs=2,
+                            echo=lambda *a: None)
+    assert calls[0] == "compile" and calls.count("compile") == 1 and len(calls) == 3
+
+    calls.clear()
+    benchmark.run_benchmark(base, ["fedavg"], [NO_ATTACK], [0.4], [0], tmp_path, echo=lambda *a: None)
+    assert "compile" not in calls  # chainless only: no Ape, no compile
