@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from fl.defences.review import ReviewInputs, review
+from fl.defences.voter_review import rule_named
 
 PAIRS = Path(__file__).resolve().parents[1] / "results" / "review-study" / "fmnist-threshold"
 CLIENTS, PROPOSERS = 30, 6
@@ -41,8 +42,9 @@ def verdicts(cosines: list[float], median_ratio: float | None) -> list[bool]:
     updates = torch.tensor([[c, math.sqrt(max(0.0, 1 - c * c))] for c in cosines], dtype=torch.float64)
     inputs = ReviewInputs(proposal_count=len(cosines), proposal_updates=updates,
                           own_update=torch.tensor([1.0, 0.0], dtype=torch.float64), reference_norm=1.0)
+    rule = rule_named("cosine_floor_t0")  # threshold 0 and the norm bounds, as the voters use them
     extra = {} if median_ratio is None else {"median_ratio": median_ratio}
-    return review("cosine", inputs, threshold=0.0, max_norm_ratio=2.0, min_norm_ratio=0.1, **extra)
+    return review(rule.policy, inputs, **{**rule.parameters, **extra})
 
 
 def rejected(cos, rnd, attack, ratio, median_ratio, trials, rng) -> tuple[float, float]:
