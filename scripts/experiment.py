@@ -291,7 +291,7 @@ def benchmark_options(command):
                    "ratio in --results.")
 @click.option("--per-proposal-review", default=None,
               help="The review rule of the protocol-per-proposal columns (a --review rule of ape run simulate; "
-                   "default: the task's recommended rule, cosine_floor on lending, cosine_floor_t0 on images).")
+                   "default: the task's recommended rule, cosine_floor on lending, cosine_floor_rel on images).")
 @click.option("--jobs", default=1, show_default=True, type=click.IntRange(min=1),
               help="Runs at a time (chainless runs in worker processes, protocol runs as ape run simulate).")
 @click.option("--network", default=None, help="Ape network for the protocol runs (default: the embedded chain).")

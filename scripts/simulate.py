@@ -92,7 +92,7 @@ def simulation_options(command):
                      help="Image tasks: the small CNN, or DenseNet121 (needs torchvision)."),
         click.option("--review", default=None, type=click.Choice(list(REVIEW_RULES)),
                      help="How a voter judges each proposal of the round (default: the task's recommended rule, "
-                          "cosine_floor on lending, cosine_floor_t0 on the image tasks): "
+                          "cosine_floor on lending, cosine_floor_rel on the image tasks): "
                           + "; ".join(f"{r.name}: {r.description}" for r in REVIEW_RULES.values()) + "."),
         click.option("--aggregator", default=DEFAULTS.aggregator, show_default=True, type=click.Choice(list(AGGREGATORS)),
                      help="The new global model over the ACCEPTED proposals (fedavg: bit-exact sample-weighted mean; "

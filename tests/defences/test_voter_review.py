@@ -66,8 +66,8 @@ def test_cosine_floor_rel__rejects_an_update_far_below_the_rounds_median_that_t0
     assert rule_named("cosine_floor_rel").own_epochs == rule_named("cosine_floor_t0").own_epochs
 
 
-@pytest.mark.parametrize(("task", "rule"), [("lending", "cosine_floor"), ("fmnist", "cosine_floor_t0"),
-                                            ("chestxray", "cosine_floor_t0")])
+@pytest.mark.parametrize(("task", "rule"), [("lending", "cosine_floor"), ("fmnist", "cosine_floor_rel"),
+                                            ("chestxray", "cosine_floor_rel")])
 def test_recommended_rule__per_task(task, rule):
     from fl.defences.voter_review import recommended_rule
 

@@ -56,7 +56,7 @@ def test_simulate_cli__fmnist__runs_rounds_on_chain_with_auroc_votes(tmp_path):
     assert summary["tokens_conserved"] is True
     assert config["simulation"]["task"] == "fmnist" and config["simulation"]["dirichlet_alpha"] == 0.3
     assert config["voter_score"] == "auroc"
-    assert config["simulation"]["review"] == "cosine_floor_t0"  # the image tasks' default rule (no --review)
+    assert config["simulation"]["review"] == "cosine_floor_rel"  # the image tasks' default rule (no --review)
     assert all(0.0 <= float(r["test_auroc"]) <= 1.0 for r in rows)
     assert {"accuracy.png", "tokens.png", "decisions.png"} <= {p.name for p in folder.iterdir()}
 

@@ -56,7 +56,7 @@ def test_plan__per_proposal_review_defaults_to_the_tasks_recommended_rule():
     default = plan_benchmark(fmnist, [PROTOCOL_PER_PROPOSAL], ["ipm"], [0.4], [0])
     chosen = plan_benchmark(fmnist, [PROTOCOL_PER_PROPOSAL], ["ipm"], [0.4], [0], "cosine_floor")
 
-    assert {s.review for s in default} == {"cosine_floor_t0"}
+    assert {s.review for s in default} == {"cosine_floor_rel"}
     assert {s.review for s in chosen} == {"cosine_floor"}
 
 
