@@ -158,7 +158,7 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
 
     import fl.experiments.sweep
     from fl.experiments.sweep import (SessionLog, compile_contracts, finalize_orphan, former_draw_runs, is_done,
-                                      plan_sweep, run_one, say)
+                                      other_rule_runs, plan_sweep, run_one, say)
 
     if ray_address is None and ctx.get_parameter_source("ray_cpus_per_run") != ParameterSource.DEFAULT:
         raise click.UsageError("--ray-cpus-per-run needs --ray")
@@ -178,6 +178,13 @@ def sweep(ctx, results, ratios, num_seeds, methods, survival_stakes, survival_ra
     results = Path(results)
     results.mkdir(parents=True, exist_ok=True)
     fl.experiments.sweep._ALL_OPTIONS.update(p.opts[0].lstrip("-") for p in _simulate.cli.params if p.opts)
+    other_rule = other_rule_runs(specs, results)  # before finalize_orphan records a run under this sweep's spec
+    if other_rule:
+        folder, recorded, planned = other_rule[0]
+        raise click.UsageError(
+            f"{len(other_rule)} finished protocol run(s) under {results} used another review rule than this sweep's "
+            f"(e.g. {folder}: review rule {recorded}, this sweep: {planned}); move them away, choose another "
+            f"--results, or pass --review {recorded}")
     for spec in specs:
         if finalize_orphan(spec, results):
             click.echo(f"finalized {spec.folder(results)} (finished after its sweep stopped)")

@@ -177,6 +177,28 @@ def former_draw_runs(specs, results: Path) -> list[Path]:
     return [f for f in folders if is_done(f) and recorded_draw(f) not in (None, CHAINLESS_DRAW)]
 
 
+def recorded_review(folder: Path) -> str | None:
+    """The review rule a finished protocol run used, from its config.json (None: not recorded)."""
+    try:
+        return json.loads((Path(folder) / "config.json").read_text())["simulation"].get("review")
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def other_rule_runs(specs, results: Path) -> list[tuple[Path, str, str]]:
+    """Finished protocol runs of ``specs`` made under another review rule than their spec's, as
+    (folder, recorded rule, planned rule): ``protocol`` follows the task's default rule, so a
+    resumed sweep would otherwise mix two rules under one method name."""
+    stale = []
+    for spec in specs:
+        folder = spec.folder(results)
+        if spec.is_protocol and is_done(folder):
+            recorded = recorded_review(folder)
+            if recorded is not None and recorded != spec.config.review:
+                stale.append((folder, recorded, spec.config.review))
+    return stale
+
+
 def _spec_record(spec: RunSpec, command: list[str] | None) -> dict:
     return {
         "method": spec.method,

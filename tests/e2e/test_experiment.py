@@ -238,3 +238,21 @@ def test_sweep__finished_fedavg_run_of_the_former_draw__refused_with_the_folder(
     assert refused.returncode == 2, refused.stdout[-2000:]
     assert "1 finished FedAvg run(s)" in refused.stderr and str(folder) in refused.stderr
     assert (folder / "summary.json").is_file()
+
+
+def test_sweep__finished_protocol_run_of_another_review_rule__refused_with_the_folder(tmp_path):
+    """`protocol` runs the task's default rule: a finished run made under another rule (say, before
+    the default changed) is not counted done; the sweep stops before running anything and names it."""
+    results = tmp_path / "lending"
+    folder = results / "protocol" / "ratio-0.3" / "seed-0"
+    folder.mkdir(parents=True)
+    (folder / "summary.json").write_text(json.dumps({"rounds_completed": 1}))
+    (folder / "config.json").write_text(json.dumps({"simulation": {"review": "aggregate"}}))
+
+    refused = _ape("sweep", "--results", str(results), "--methods", "protocol", "--ratios", "0.3", "--seeds", "1",
+                   "--survival-stakes", "", "--voter-ratio", "0", "--clients", "6", "--rounds", "1")
+
+    assert refused.returncode == 2, refused.stdout[-2000:]
+    assert "review rule aggregate" in refused.stderr and str(folder) in refused.stderr
+    assert "cosine_floor" in refused.stderr  # the rule this sweep runs (lending's default)
+    assert not (results / "sweep.json").exists()
