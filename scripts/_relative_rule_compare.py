@@ -1,8 +1,9 @@
-"""Run by run: `cosine_floor_rel` (results/review-study/fmnist-relative) against `cosine_floor_t0`
-and chainless FedAvg in the same cell of results/benchmark-fmnist (same seed, data split, malicious
-clients and, until a removal, proposers): test AUROC over the last half of the rounds, backdoor
-attack success rate, malicious and honest proposals rejected; then the mean over the seeds that
-all three have. docs/REVIEW_STUDY.md, "Fashion-MNIST: the backdoor".
+"""Run by run: `cosine_floor_rel` (the per-proposal column of results/benchmark-fmnist, the image
+tasks' default since session 18) against `cosine_floor_t0` (that column before,
+results/review-study/fmnist-t0) and chainless FedAvg in the same cell (same seed, data split,
+malicious clients and, until a removal, proposers): test AUROC over the last half of the rounds,
+backdoor attack success rate, malicious and honest proposals rejected; then the mean over the
+seeds that all three have. docs/REVIEW_STUDY.md, "Fashion-MNIST: the backdoor".
 
     python scripts/_relative_rule_compare.py > results/review-study/fmnist-relative/compare.txt
 """
@@ -27,10 +28,11 @@ def rejected(cell: Cell) -> str:
 
 
 def main(root: Path = ROOT) -> None:
-    relative = {(c.attack, c.ratio, c.seed): c for c in load_cells(root / "results/review-study/fmnist-relative")}
     grid = load_cells(root / "results/benchmark-fmnist")
+    relative = {(c.attack, c.ratio, c.seed): c for c in grid if c.defence == "protocol-per-proposal"}
+    assert {c.review for c in relative.values()} <= {"cosine_floor_rel"}, "the column is not cosine_floor_rel's"
     columns = {
-        "cosine_floor_t0": {(c.attack, c.ratio, c.seed): c for c in grid if c.defence == "protocol-per-proposal"},
+        "cosine_floor_t0": {(c.attack, c.ratio, c.seed): c for c in load_cells(root / "results/review-study/fmnist-t0")},
         "FedAvg": {(c.attack, c.ratio, c.seed): c for c in grid if c.defence == "fedavg"},
     }
     print("run by run: test AUROC (last half of the rounds) / backdoor attack success rate (proposals rejected)")
