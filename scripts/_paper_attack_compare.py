@@ -10,13 +10,13 @@ backdoor attack success rate, proposals rejected, clients removed. docs/REVIEW_S
 """
 from __future__ import annotations
 
-import csv
 import json
 import math
 import sys
 from pathlib import Path
 
 from fl.experiments.benchmark_report import last_half_mean, load_cells, rejected_counts
+from fl.simulation.recorder import read_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -36,8 +36,7 @@ def main(root: Path = ROOT) -> None:
         folder = summary_path.parent
         config = json.loads((folder / "config.json").read_text())["simulation"]
         summary = json.loads(summary_path.read_text())
-        with open(folder / "metrics.csv", newline="") as fh:
-            rows = list(csv.DictReader(fh))
+        rows = read_metrics(folder)
         key = (config["review"], config["attack"], float(config["malicious_ratio"]), int(config["seed"]))
         line = (f"{key[0]} {key[1]:10s} r={key[2]:g} s={key[3]}, {len(rows)} rounds: "
                 f"{describe(last_half_mean(rows, 'test_auroc'), last_half_mean(rows, 'attack_success_rate'), rejected_counts(rows))}, "
