@@ -17,7 +17,6 @@ import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Sequence
 
@@ -34,7 +33,7 @@ from fl.experiments.benchmark import (
     is_done,
     is_protocol,
 )
-from fl.experiments.sweep import recorded_draw, session_outcome
+from fl.experiments.sweep import busy_seconds, recorded_draw, session_outcome
 
 DEFENCE_NAMES = {
     "fedavg": "FedAvg", "median": "Median", "trimmed_mean": "Trimmed mean", "krum": "Krum",
@@ -82,6 +81,7 @@ class Cell:
     num_byzantine: int
     network: str = ""  # the protocol run's Ape network (summary.json); "" for chainless runs
     draw: str = ""  # a chainless run's proposer draw (config.json: "contract", or "seeded" before the replay)
+    wall_seconds: float = math.nan  # the run's own wall time (summary.json)
 
 
 def _float(value) -> float:
@@ -140,7 +140,7 @@ def load_cells(results: Path) -> list[Cell]:
             asr=last_half_mean(rows, "attack_success_rate"), malicious_proposals=counts[0],
             malicious_rejected=counts[1], honest_proposals=counts[2], honest_rejected=counts[3],
             review=spec.get("review"), num_byzantine=int(spec.get("num_byzantine", 0)),
-            network=str(summary.get("network") or ""),
+            network=str(summary.get("network") or ""), wall_seconds=_float(summary.get("wall_seconds")),
             draw="" if is_protocol(spec["defence"]) else (recorded_draw(folder) or ""),
         ))
     return cells
@@ -395,19 +395,24 @@ def wall_time_lines(results: Path) -> list[str]:
     if not path.is_file():
         return ["- not recorded"]
     sessions = json.loads(path.read_text())["sessions"]
-    intervals = sorted((t, t + s.get("wall_seconds", 0)) for s in sessions if s.get("started")
-                       for t in [datetime.fromisoformat(s["started"]).timestamp()])
-    busy, end = 0.0, -math.inf
-    for a, b in intervals:
-        if b > end:
-            busy += b - max(a, end)
-            end = b
-    lines = [f"- {len(sessions)} session(s), {busy / 60:.0f} min of wall-clock time while any ran "
+    lines = [f"- {len(sessions)} session(s), {busy_seconds(sessions) / 60:.0f} min of wall-clock time while any ran "
              "(2 shared CPU cores, other jobs running: pessimistic)."]
     for s in sessions:
         lines.append(f"  - `{s.get('command')}`: started {s.get('started')}, {s.get('wall_seconds', 0) / 60:.0f} min, "
                      f"{s.get('made', 0)} runs made" + session_outcome(s))
     return lines
+
+
+def run_time_table(cells: Sequence[Cell], defences: Sequence[str]) -> list[str]:
+    """Per column: runs, median and longest seconds a run, and the sum of the runs' own wall times in minutes."""
+    rows = []
+    for defence in defences:
+        column = [c for c in cells if c.defence == defence]
+        seconds = [c.wall_seconds for c in column if math.isfinite(c.wall_seconds)]
+        rows.append([defence_name(defence), str(len(column)),
+                     *([f"{np.median(seconds):.0f}", f"{max(seconds):.0f}", f"{sum(seconds) / 60:.0f}"]
+                       if seconds else ["-", "-", "-"])])
+    return md_table(["Defence", "Runs", "Median s a run", "Longest s", "Total min"], rows)
 
 
 def benchmark_section(results: Path, figures: Path, out: Path) -> list[str]:
@@ -471,5 +476,8 @@ def benchmark_section(results: Path, figures: Path, out: Path) -> list[str]:
         losses = protocol_losses(task_cells, defences)
         if losses:
             lines += ["Where the protocol is behind:", "", *losses, ""]
+        lines += ["Run time per column (the sum of the runs' own wall times, from their summary.json; runs copied "
+                  "in from another folder count here and not in the sessions below; two runs at a time on 2 shared "
+                  "cores):", "", *run_time_table(task_cells, defences), ""]
     lines += ["Benchmark wall time:", "", *wall_time_lines(results), ""]
     return lines

@@ -46,7 +46,7 @@ from fl.experiments.runs import (
     removal_rounds,
     tail_mean,
 )
-from fl.experiments.sweep import SWEEP_FILE, session_outcome
+from fl.experiments.sweep import SWEEP_FILE, busy_seconds, session_outcome
 
 CLAIM_TOLERANCE = 0.01  # "within 1 point"
 NOTES_FILE = "NOTES.md"
@@ -448,21 +448,6 @@ def saturation_notes(sweep: Sweep) -> list[str]:
     return lines + [""]
 
 
-def _union_seconds(sessions: Sequence[dict]) -> float:
-    """Seconds covered by the union of the sessions' [started, started + wall_seconds] intervals."""
-    intervals = sorted(
-        (start, start + s.get("wall_seconds", 0))
-        for s in sessions if s.get("started")
-        for start in [datetime.fromisoformat(s["started"]).timestamp()]
-    )
-    total, end = 0.0, -math.inf
-    for a, b in intervals:
-        if b > end:
-            total += b - max(a, end)
-            end = b
-    return total
-
-
 def sweep_time_lines(folders: Sequence[Path]) -> list[str]:
     lines = []
     for folder in folders:
@@ -470,7 +455,7 @@ def sweep_time_lines(folders: Sequence[Path]) -> list[str]:
         if not path.is_file():
             continue
         sessions = json.loads(path.read_text())["sessions"]
-        busy = _union_seconds(sessions)
+        busy = busy_seconds(sessions)
         lines.append(f"- `{folder}`: {len(sessions)} session(s) (some ran at the same time), "
                      f"{busy / 60:.0f} min of wall-clock time while any of them ran.")
         for s in sessions:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import fcntl
 import gzip
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -38,6 +39,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime
 from pathlib import Path
 from typing import Iterable
 
@@ -442,6 +444,18 @@ def session_outcome(entry: dict) -> str:
     return ((f", {len(entry['failed'])} failed" if entry.get("failed") else "")
             + (", interrupted" if entry.get("interrupted") else "")
             + (", killed (no end recorded)" if "finished" not in entry and "last_saved" in entry else ""))
+
+
+def busy_seconds(sessions: Iterable[dict]) -> float:
+    """Seconds covered by the union of the sessions' [started, started + wall_seconds] intervals."""
+    intervals = sorted((start, start + s.get("wall_seconds", 0)) for s in sessions if s.get("started")
+                       for start in [datetime.fromisoformat(s["started"]).timestamp()])
+    total, end = 0.0, -math.inf
+    for a, b in intervals:
+        if b > end:
+            total += b - max(a, end)
+            end = b
+    return total
 
 
 def update_sweep_log(results: Path, entry: dict) -> None:

@@ -384,3 +384,22 @@ def test_protocol_cells__contracts_compiled_once_before_any_simulation_starts(tm
     calls.clear()
     benchmark.run_benchmark(base, ["fedavg"], [NO_ATTACK], [0.4], [0], tmp_path, echo=lambda *a: None)
     assert "compile" not in calls  # chainless only: no Ape, no compile
+
+
+def test_report__run_time_per_column_from_the_runs_themselves(tmp_path):
+    """A run's cost travels with the run (summary.json), so runs copied in from another folder count."""
+    from fl.experiments.benchmark_report import benchmark_section
+
+    _write_cell(tmp_path, "fedavg", NO_ATTACK, 0.0, 0, [0.5, 0.5], summary={"wall_seconds": 4.0})
+    _write_cell(tmp_path, "fedavg", "ipm", 0.2, 0, [0.5, 0.5], summary={"wall_seconds": 6.0})
+    _write_cell(tmp_path, "fedavg", "ipm", 0.2, 1, [0.5, 0.5], summary={"wall_seconds": 30.0})
+    _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "ipm", 0.2, 0, [0.5, 0.5], summary={"wall_seconds": 300.0})
+    _write_cell(tmp_path, PROTOCOL_PER_PROPOSAL, "ipm", 0.2, 1, [0.5, 0.5], summary={"wall_seconds": 500.0})
+    _write_cell(tmp_path, PROTOCOL_AGGREGATE, "ipm", 0.2, 0, [0.5, 0.5])  # no wall time recorded
+
+    lines = "\n".join(benchmark_section(tmp_path, tmp_path / "figures", tmp_path))
+
+    assert "| FedAvg | 3 | 6 | 30 | 1 |" in lines  # runs, median s, max s, total min (40 s)
+    assert "| Protocol (per-proposal) | 2 | 400 | 500 | 13 |" in lines
+    assert "| Protocol (paper rule) | 1 | - | - | - |" in lines
+    assert "sum of the runs' own wall times" in lines
