@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 import click
 from ape.cli import ConnectedProviderCommand, account_option
 
-from fl.protocol.params import MAX_SEED_BLOCK_DELAY, ProtocolParams
+from fl.protocol.params import MAX_PROPOSALS, MAX_SEED_BLOCK_DELAY, ProtocolParams
 
 DEFAULTS = ProtocolParams()
 
@@ -22,16 +22,16 @@ DEFAULTS = ProtocolParams()
 @click.option("--proposer-fraction", default=DEFAULTS.proposer_fraction, show_default=True,
               type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Share of active clients drawn as proposers each round.")
-@click.option("--max-proposers", default=DEFAULTS.max_proposers, show_default=True, type=click.IntRange(1, 65535),
-              help="Upper bound on proposers per round (bounds gas).")
+@click.option("--max-proposers", default=DEFAULTS.max_proposers, show_default=True, type=click.IntRange(1, MAX_PROPOSALS),
+              help="Upper bound on proposers per round (bounds gas; the contract allows at most 256).")
 @click.option("--max-voters", default=DEFAULTS.max_voters, show_default=True, type=click.IntRange(1, 65535),
               help="Upper bound on voters per round (bounds gas).")
 @click.option("--proposer-stake", default=DEFAULTS.proposer_stake, show_default=True,
-              type=click.FloatRange(min=0, min_open=True), help="Tokens a proposer locks per round.")
+              type=click.FloatRange(min=0, min_open=True), help="Tokens a proposer locks per round; slashed when its proposal is rejected.")
 @click.option("--voter-stake", default=DEFAULTS.voter_stake, show_default=True,
               type=click.FloatRange(min=0, min_open=True), help="Tokens a voter locks per round.")
 @click.option("--proposer-reward", default=DEFAULTS.proposer_reward, show_default=True,
-              type=click.FloatRange(min=0), help="Reward per proposer of an accepted round, paid from the pool.")
+              type=click.FloatRange(min=0), help="Reward per accepted proposal, paid to its proposer from the pool.")
 @click.option("--proposal-period", default=DEFAULTS.proposal_period, show_default=True, type=click.IntRange(min=1),
               help="Seconds from opening a round to its proposal deadline.")
 @click.option("--commit-period", default=DEFAULTS.commit_period, show_default=True, type=click.IntRange(min=1),

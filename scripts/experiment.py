@@ -311,7 +311,7 @@ def benchmark(results, defences, attack_names, ratios, num_seeds, best_aggregato
     protocol defences are `ape run simulate` processes. Runs whose folder holds a finished
     summary.json are skipped: the same command resumes. The progress bar shows the time left.
 
-    The f a robust rule tolerates is round(ratio * proposers) capped at its precondition (Krum
+    The f a robust rule tolerates is floor(ratio * proposers) capped at its precondition (Krum
     n > 2f + 2, Bulyan n >= 4f + 3); see fl/experiments/benchmark.py.
     """
     from fl.experiments.benchmark import attacks_for, run_benchmark

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 TOKEN = 10**18  # the test token has 18 decimals
 MAX_SEED_BLOCK_DELAY = 128  # VotingRound rejects a larger seedBlockDelay
+MAX_PROPOSALS = 256  # RoundMath.MAX_PROPOSALS: VotingRound rejects a larger maxProposers
 
 
 @dataclass(frozen=True)
