@@ -23,7 +23,7 @@ DEFAULTS = ProtocolParams()
               type=click.FloatRange(0, 1, min_open=True, max_open=True),
               help="Share of active clients drawn as proposers each round.")
 @click.option("--max-proposers", default=DEFAULTS.max_proposers, show_default=True, type=click.IntRange(1, MAX_PROPOSALS),
-              help="Upper bound on proposers per round (bounds gas; the contract allows at most 256).")
+              help=f"Upper bound on proposers per round (bounds gas; the contract allows at most {MAX_PROPOSALS}).")
 @click.option("--max-voters", default=DEFAULTS.max_voters, show_default=True, type=click.IntRange(1, 65535),
               help="Upper bound on voters per round (bounds gas).")
 @click.option("--proposer-stake", default=DEFAULTS.proposer_stake, show_default=True,
